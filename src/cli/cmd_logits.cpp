@@ -1,0 +1,80 @@
+// divprune logits: reads int32 `input_ids` [batch, seq] from an HDF5 file and writes float32 `logits`
+// [batch, seq, vocab] (teacher-forced, position i predicts token i+1). Batch rows are spread over replicas;
+// the coordinator writes the file.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "archive/h5.hpp"
+#include "cli/command.hpp"
+#include "core/errors.hpp"
+#include "parallel/gather_logits.hpp"
+
+namespace divprune {
+
+namespace {
+
+class LogitsCommand final : public Command {
+ public:
+  void setup(CLI::App& sub) override {
+    sub.add_option("--model", model_, "Hugging Face directory or llama2.c .bin")->required();
+    sub.add_option("--input", input_, "HDF5 file with int32 dataset input_ids [batch, seq]")->required();
+    sub.add_option("--out", out_, "HDF5 file to write (dataset logits [batch, seq, vocab], float32)")->required();
+  }
+
+  int run(const Topology& topology, const ExecutionOptions& exec) override {
+    std::vector<int32_t> ids;
+    Shape dims;
+    collective_step(MPI_COMM_WORLD, [&] {
+      H5File in(input_, H5Mode::Read);
+      ids = in.read_int32("input_ids", &dims);
+      if (dims.size() != 2)
+        throw InputError(fmt::format("{}: input_ids must be 2-D [batch, seq], found {}", input_, shape_string(dims)));
+    });
+    ModelReplica replica(topology, replica_options(model_, exec));
+    const int64_t batch = dims[0], seq = dims[1], vocab = replica.config().vocab_size;
+    collective_step(MPI_COMM_WORLD, [&] {
+      if (seq > replica.config().max_seq_len)
+        throw InputError(fmt::format("{}: seq {} exceeds the model's context {}", input_, seq, replica.config().max_seq_len));
+      for (int32_t id : ids)
+        if (id < 0 || id >= vocab)
+          throw InputError(fmt::format("{}: input_ids holds {} outside the vocabulary [0, {})", input_, id, vocab));
+    });
+    KvCache cache = replica.model().make_cache(seq);
+    std::vector<float> all;
+    if (topology.is_coordinator()) all.resize(static_cast<size_t>(batch * seq * vocab));
+    for (int64_t b = 0; b < batch; ++b) {
+      const int owner = static_cast<int>(b % topology.replicas);
+      const int owner_leader = owner * topology.tp;
+      std::vector<float> row;
+      if (owner == topology.replica) {
+        Tensor logits = replica.model().forward(std::span<const int32_t>(ids.data() + b * seq, seq), 0, cache);
+        row = gather_vocab_slices(replica.model(), logits, topology);
+      }
+      float* dst = topology.is_coordinator() ? all.data() + b * seq * vocab : nullptr;
+      const int count = static_cast<int>(seq * vocab);
+      if (owner_leader == 0) {
+        if (topology.is_coordinator()) std::copy(row.begin(), row.end(), dst);
+      } else if (topology.world_rank == owner_leader) {
+        CHECK_MPI(MPI_Send(row.data(), count, MPI_FLOAT, 0, static_cast<int>(b), MPI_COMM_WORLD));
+      } else if (topology.is_coordinator()) {
+        CHECK_MPI(MPI_Recv(dst, count, MPI_FLOAT, owner_leader, static_cast<int>(b), MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+      }
+    }
+    collective_step(MPI_COMM_WORLD, [&] {
+      if (!topology.is_coordinator()) return;
+      H5File out(out_, H5Mode::Truncate);
+      out.write_float("logits", {batch, seq, vocab}, all.data(), 1);
+      spdlog::info("wrote logits [{}, {}, {}] to {}", batch, seq, vocab, out_);
+    });
+    return 0;
+  }
+
+ private:
+  std::string model_, input_, out_;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> make_logits_command() { return std::make_unique<LogitsCommand>(); }
+
+}  // namespace divprune

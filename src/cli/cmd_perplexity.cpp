@@ -1,0 +1,60 @@
+// divprune perplexity: the protocol of ../shared/assets/README.md. Last stdout line: `ppl <value> tokens <n>`.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "cli/command.hpp"
+#include "core/errors.hpp"
+#include "metrics/corpus.hpp"
+#include "metrics/perplexity.hpp"
+#include "model/tokenizer.hpp"
+
+namespace divprune {
+
+namespace {
+
+class PerplexityCommand final : public Command {
+ public:
+  void setup(CLI::App& sub) override {
+    sub.add_option("--model", model_, "Hugging Face directory or llama2.c .bin")->required();
+    sub.add_option("--tokenizer", tokenizer_, "SentencePiece .model (Llama-2's tokenizer.model)")->required();
+    sub.add_option("--text", text_, "Text file, scored line by line (blank lines skipped)")->required();
+    sub.add_option("--ctx", ctx_, "Tokens per chunk; each chunk is scored after BOS")->capture_default_str();
+  }
+
+  int run(const Topology& topology, const ExecutionOptions& exec) override {
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<std::vector<int32_t>> chunks;
+    collective_step(MPI_COMM_WORLD, [&] {
+      Tokenizer tokenizer(tokenizer_);
+      chunks = chunk_stream(tokenize_corpus(tokenizer, text_), ctx_);
+    });
+    ModelReplica replica(topology, replica_options(model_, exec));
+    collective_step(MPI_COMM_WORLD, [&] {
+      if (ctx_ + 1 > replica.config().max_seq_len)
+        throw InputError(fmt::format("--ctx {} + BOS exceeds the model's context {}", ctx_, replica.config().max_seq_len));
+    });
+    size_t local_chunks = 0;
+    NllSum total = replicated_perplexity(replica.model(), chunks, topology, replica.config().bos_id, &local_chunks);
+    if (topology.is_replica_leader())
+      spdlog::info("replica {} scored {} of {} chunks", topology.replica, local_chunks, chunks.size());
+    if (topology.is_coordinator()) {
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      spdlog::info("{} chunks of up to {} tokens in {:.1f} s ({:.0f} tokens/s)", chunks.size(), ctx_, seconds,
+                   total.tokens / seconds);
+      fmt::print("ppl {:.4f} tokens {}\n", total.perplexity(), total.tokens);
+    }
+    return 0;
+  }
+
+ private:
+  std::string model_, tokenizer_, text_;
+  int64_t ctx_ = 256;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> make_perplexity_command() { return std::make_unique<PerplexityCommand>(); }
+
+}  // namespace divprune

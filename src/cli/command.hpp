@@ -1,0 +1,44 @@
+#pragma once
+// A CLI subcommand: registers its options on a CLI11 sub-app and runs on every rank. Results go to stdout
+// from the coordinator only; progress and diagnostics go to stderr through spdlog.
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <string>
+
+#include "kernels/backend.hpp"
+#include "parallel/replica.hpp"
+#include "parallel/topology.hpp"
+
+namespace divprune {
+
+struct ExecutionOptions {
+  int tp = 1;
+  std::string backend = "cpu";
+  int threads = 0;
+  int verbosity = 1;
+};
+
+class Command {
+ public:
+  virtual ~Command() = default;
+  // Adds the subcommand's own options.
+  virtual void setup(CLI::App& sub) = 0;
+  // Returns the process exit code.
+  virtual int run(const Topology& topology, const ExecutionOptions& exec) = 0;
+};
+
+// Adds --tp, --backend, --threads, -v/-q to a subcommand that runs a model.
+void add_execution_options(CLI::App& sub, ExecutionOptions& exec);
+BackendKind parse_backend(const std::string& name);
+ReplicaOptions replica_options(const std::string& model, const ExecutionOptions& exec);
+
+// Prints what `divprune info` prints (stdout).
+void print_checkpoint_info(const Checkpoint& checkpoint, const std::string& model);
+
+std::unique_ptr<Command> make_info_command();
+std::unique_ptr<Command> make_generate_command();
+std::unique_ptr<Command> make_logits_command();
+std::unique_ptr<Command> make_perplexity_command();
+std::unique_ptr<Command> make_demo_command();
+
+}  // namespace divprune

@@ -1,0 +1,100 @@
+// divprune: entry point. Initialises MPI, parses the subcommand, runs it on every rank and turns errors into
+// exit codes: 2 for bad input (one line naming the file or key), 1 for internal failures. An error raised on
+// one rank only (outside a collective step) aborts the whole job, so no rank is left hanging.
+#include <mpi.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <map>
+
+#include "cli/command.hpp"
+#include "core/errors.hpp"
+#include "core/logging.hpp"
+
+using namespace divprune;
+
+namespace {
+
+void print_error(const std::string& message) { std::fprintf(stderr, "divprune: error: %s\n", message.c_str()); }
+
+int finish(int code) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  MPI_Finalize();
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  int world_rank = 0, world_size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+  set_error_rank(world_size > 1 ? world_rank : -1);
+
+  CLI::App app{
+      "divprune " DIVPRUNE_VERSION
+      ": how much does a compressed Llama-2 still behave like the original?\n"
+      "Runs Llama-2 checkpoints (Hugging Face directories or llama2.c .bin files) on CPU ranks or GPUs, under\n"
+      "MPI with tensor-parallel replicas (mpirun -np N divprune ... --tp T).",
+      "divprune"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", DIVPRUNE_VERSION);
+  ExecutionOptions exec;
+  std::map<CLI::App*, std::unique_ptr<Command>> commands;
+  auto add = [&](const char* name, const char* help, std::unique_ptr<Command> command, bool runs_model) {
+    CLI::App* sub = app.add_subcommand(name, help);
+    command->setup(*sub);
+    if (runs_model) add_execution_options(*sub, exec);
+    commands.emplace(sub, std::move(command));
+  };
+  add("info", "Architecture, parameter count, dtype and files of a checkpoint", make_info_command(), false);
+  add("generate", "Greedy continuation of a prompt (token ids, then text with --tokenizer)", make_generate_command(), true);
+  add("logits", "Logits of the int32 dataset input_ids [batch, seq] of an HDF5 file, written to another", make_logits_command(), true);
+  add("perplexity", "Perplexity of a text file (chunks of --ctx tokens, each after BOS)", make_perplexity_command(), true);
+  add("demo", "Write the embedded default model, then show its info, a generation and a perplexity", make_demo_command(), true);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    if (world_rank == 0) app.exit(e);
+    return finish(0);
+  } catch (const CLI::CallForAllHelp& e) {
+    if (world_rank == 0) app.exit(e);
+    return finish(0);
+  } catch (const CLI::CallForVersion& e) {
+    if (world_rank == 0) app.exit(e);
+    return finish(0);
+  } catch (const CLI::ParseError& e) {
+    if (world_rank == 0) print_error(std::string(e.what()) + " (run with --help)");
+    return finish(2);
+  }
+
+  setup_logging(exec.verbosity, world_rank, world_size);
+  Topology topology;
+  int code = 0;
+  try {
+    topology = make_topology(exec.tp);  // identical on every rank: a bad --tp fails everywhere alike
+    for (auto& [sub, command] : commands)
+      if (sub->parsed()) code = command->run(topology, exec);
+  } catch (const CollectiveError& e) {
+    if (world_rank == 0) print_error(e.what());
+    code = e.exit_code();
+  } catch (const InputError& e) {
+    if (world_size == 1 || topology.tp_comm == MPI_COMM_NULL) {
+      // Raised identically on every rank before any collective (argument checks): print once.
+      if (world_rank == 0) print_error(e.what());
+      code = 2;
+    } else {
+      print_error(e.what());
+      MPI_Abort(MPI_COMM_WORLD, 2);
+    }
+  } catch (const std::exception& e) {
+    print_error(e.what());
+    if (world_size > 1) MPI_Abort(MPI_COMM_WORLD, 1);
+    code = 1;
+  }
+  free_topology(topology);
+  return finish(code);
+}

@@ -1,0 +1,66 @@
+#include "metrics/perplexity.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/progress.hpp"
+
+namespace divprune {
+
+double NllSum::perplexity() const { return tokens > 0 ? std::exp(nll / static_cast<double>(tokens)) : 0.0; }
+
+TokenStats score_chunk(LlamaModel& model, KvCache& cache, std::span<const int32_t> chunk, int32_t bos_id) {
+  std::vector<int32_t> input;
+  input.reserve(chunk.size() + 1);
+  input.push_back(bos_id);
+  input.insert(input.end(), chunk.begin(), chunk.end());
+  // The last input position predicts nothing that is scored: feed all but the last token.
+  std::span<const int32_t> fed(input.data(), chunk.size());
+  Tensor logits = model.forward(fed, 0, cache);
+  VocabPartials partials;
+  model.backend().vocab_partials(logits, chunk, model.layout().vocab.begin, partials);
+  return combine_vocab_partials(partials, model.comm(), true);
+}
+
+NllSum score_chunks(LlamaModel& model, const std::vector<std::vector<int32_t>>& chunks,
+                    const std::vector<size_t>& indices, int32_t bos_id) {
+  size_t longest = 0;
+  for (size_t i : indices) longest = std::max(longest, chunks[i].size());
+  KvCache cache = model.make_cache(static_cast<int64_t>(longest));
+  NllSum sum;
+  Progress progress("perplexity chunks", static_cast<long>(indices.size()));
+  for (size_t i : indices) {
+    TokenStats stats = score_chunk(model, cache, chunks[i], bos_id);
+    for (double v : stats.nll) sum.nll += v;
+    sum.tokens += static_cast<int64_t>(stats.nll.size());
+    progress.advance();
+  }
+  return sum;
+}
+
+}  // namespace divprune
+
+#include "core/errors.hpp"
+#include "parallel/topology.hpp"
+
+namespace divprune {
+
+NllSum replicated_perplexity(LlamaModel& model, const std::vector<std::vector<int32_t>>& chunks,
+                             const Topology& topology, int32_t bos_id, size_t* local_chunks) {
+  std::vector<size_t> mine;
+  for (size_t i = static_cast<size_t>(topology.replica); i < chunks.size(); i += static_cast<size_t>(topology.replicas))
+    mine.push_back(i);
+  if (local_chunks != nullptr) *local_chunks = mine.size();
+  NllSum local = score_chunks(model, chunks, mine, bos_id);
+  // Every tp rank of a replica holds the same sums: only replica leaders contribute.
+  double send[2] = {topology.is_replica_leader() ? local.nll : 0.0,
+                    topology.is_replica_leader() ? static_cast<double>(local.tokens) : 0.0};
+  double recv[2] = {0.0, 0.0};
+  CHECK_MPI(MPI_Reduce(send, recv, 2, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD));
+  NllSum total;
+  total.nll = recv[0];
+  total.tokens = static_cast<int64_t>(recv[1]);
+  return total;
+}
+
+}  // namespace divprune

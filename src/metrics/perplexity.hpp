@@ -1,0 +1,39 @@
+#pragma once
+// Teacher-forced scoring (protocol step 4-5): each chunk is fed as [BOS] + chunk and every chunk token is
+// scored, the first one predicted from BOS alone.
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "metrics/vocab_stats.hpp"
+#include "model/llama.hpp"
+
+namespace divprune {
+
+struct NllSum {
+  double nll = 0.0;
+  int64_t tokens = 0;
+  double perplexity() const;
+};
+
+// Per-token statistics of one chunk (nll, log Z, argmax of each predicting position). Collective over the
+// model's tensor-parallel group.
+TokenStats score_chunk(LlamaModel& model, KvCache& cache, std::span<const int32_t> chunk, int32_t bos_id);
+
+// Sums the NLL of chunks[i] for i in `indices`, logging progress. Collective over the tensor-parallel group.
+NllSum score_chunks(LlamaModel& model, const std::vector<std::vector<int32_t>>& chunks,
+                    const std::vector<size_t>& indices, int32_t bos_id);
+
+}  // namespace divprune
+
+namespace divprune {
+
+struct Topology;
+
+// Chunk i goes to replica i % replicas (a static split: every chunk costs about the same). The NLL sums of
+// all replicas are reduced onto the coordinator (only there is the result complete); `local_chunks` reports
+// how many this replica scored.
+NllSum replicated_perplexity(LlamaModel& model, const std::vector<std::vector<int32_t>>& chunks,
+                             const Topology& topology, int32_t bos_id, size_t* local_chunks = nullptr);
+
+}  // namespace divprune

@@ -1,0 +1,100 @@
+#include "model/llama.hpp"
+
+#include <fmt/format.h>
+
+#include "core/errors.hpp"
+
+namespace divprune {
+
+LlamaModel::LlamaModel(const ModelConfig& config, const ShardLayout& layout, Backend& backend, Communicator& comm,
+                       DeviceWeights weights)
+    : config_(config), layout_(layout), backend_(backend), comm_(comm), weights_(std::move(weights)) {
+  EXPECTS(comm_.size() == layout_.shard.size && comm_.rank() == layout_.shard.rank,
+          "communicator does not match the shard layout");
+}
+
+KvCache LlamaModel::make_cache(int64_t capacity) {
+  KvCache cache;
+  cache.capacity = capacity;
+  const DType dt = backend_.compute_dtype();
+  for (int64_t l = 0; l < config_.num_layers; ++l) {
+    cache.k.push_back(backend_.empty({capacity, layout_.kv_heads, config_.head_dim}, dt));
+    cache.v.push_back(backend_.empty({capacity, layout_.kv_heads, config_.head_dim}, dt));
+  }
+  return cache;
+}
+
+void LlamaModel::ensure_workspace(int64_t n) {
+  if (ws_.rows >= n) return;
+  const DType dt = backend_.compute_dtype();
+  const int64_t C = config_.hidden_size, D = config_.head_dim, H = layout_.heads, F = layout_.ffn_rows.size();
+  ws_.rows = n;
+  ws_.x = backend_.empty({n, C}, dt);
+  ws_.norm = backend_.empty({n, C}, dt);
+  ws_.q = backend_.empty({n, H, D}, dt);
+  ws_.attn = backend_.empty({n, H, D}, dt);
+  ws_.proj = backend_.empty({n, C}, dt);
+  ws_.gate = backend_.empty({n, F}, dt);
+  ws_.up = backend_.empty({n, F}, dt);
+  ws_.act = backend_.empty({n, F}, dt);
+  // Logits stay fp32 on every backend: the vocab reductions (log-softmax, KL) are computed in fp32.
+  ws_.logits = backend_.empty({n, layout_.vocab.size()}, DType::F32);
+}
+
+Tensor LlamaModel::forward(std::span<const int32_t> ids, int64_t pos0, KvCache& cache) {
+  const int64_t n = static_cast<int64_t>(ids.size());
+  if (pos0 + n > cache.capacity)
+    throw InputError(fmt::format("sequence of {} tokens exceeds the context capacity {} (max_position_embeddings {})",
+                                 pos0 + n, cache.capacity, config_.max_seq_len));
+  for (int32_t id : ids)
+    if (id < 0 || id >= config_.vocab_size)
+      throw InputError(fmt::format("token id {} is outside the vocabulary [0, {})", id, config_.vocab_size));
+  ensure_workspace(n);
+  const int64_t D = config_.head_dim, H = layout_.heads;
+  Tensor x = ws_.x.rows(0, n);        // (n, C) residual stream
+  Tensor norm = ws_.norm.rows(0, n);  // (n, C) attn_norm / ffn_norm output
+  Tensor q = ws_.q.rows(0, n);        // (n, H, D)
+  Tensor attn = ws_.attn.rows(0, n);  // (n, H, D)
+  Tensor proj = ws_.proj.rows(0, n);  // (n, C) attn_out / ffn_out partial sums before the all-reduce
+  Tensor gate = ws_.gate.rows(0, n);  // (n, F_local)
+  Tensor up = ws_.up.rows(0, n);      // (n, F_local)
+  Tensor act = ws_.act.rows(0, n);    // (n, F_local)
+
+  backend_.embedding(weights_.embed, ids, layout_.vocab.begin, x);
+  comm_.allreduce_sum(x);  // vocab-parallel embedding: each id lives on exactly one rank
+  for (int64_t l = 0; l < config_.num_layers; ++l) {
+    DeviceLayer& layer = weights_.layers[static_cast<size_t>(l)];
+    Tensor k_new = cache.k[l].rows(pos0, n);  // (n, Hkv, D), written in place in the cache
+    Tensor v_new = cache.v[l].rows(pos0, n);
+    if (layer.removed) {
+      // LayerChop: the layer contributes nothing; its cache rows are never read.
+      continue;
+    }
+    // attention block: x += o(attention(rope(q(norm(x))), rope(k(norm(x))), v(norm(x))))
+    backend_.rmsnorm(x, layer.attn_norm, config_.rms_norm_eps, norm);
+    backend_.matmul(norm, layer.linear[0], q);
+    backend_.matmul(norm, layer.linear[1], k_new);
+    backend_.matmul(norm, layer.linear[2], v_new);
+    backend_.rope(q, pos0, config_.rope_theta);
+    backend_.rope(k_new, pos0, config_.rope_theta);
+    backend_.attention(q, cache.k[l], cache.v[l], pos0, attn);
+    Tensor attn_flat = attn.reshaped({n, H * D});
+    backend_.matmul(attn_flat, layer.linear[3], proj);
+    comm_.allreduce_sum(proj);  // row-parallel o_proj
+    backend_.add(x, proj);
+    // feed-forward block: x += down(silu(gate(norm(x))) * up(norm(x)))
+    backend_.rmsnorm(x, layer.ffn_norm, config_.rms_norm_eps, norm);
+    backend_.matmul(norm, layer.linear[4], gate);
+    backend_.matmul(norm, layer.linear[5], up);
+    backend_.swiglu(gate, up, act);
+    backend_.matmul(act, layer.linear[6], proj);
+    comm_.allreduce_sum(proj);  // row-parallel down_proj
+    backend_.add(x, proj);
+  }
+  backend_.rmsnorm(x, weights_.final_norm, config_.rms_norm_eps, norm);
+  Tensor logits = ws_.logits.rows(0, n);  // (n, V_local) fp32
+  backend_.matmul(norm, weights_.lm_head, logits);
+  return logits;
+}
+
+}  // namespace divprune

@@ -1,0 +1,57 @@
+#pragma once
+// The Llama-2 decoder, written once against the Backend interface (CPU or CUDA) and a Communicator
+// (tensor-parallel group). One call processes n consecutive tokens of one sequence starting at position pos0,
+// appending their keys/values to the KV cache: pos0 = 0 with the whole sequence is the teacher-forced
+// forward, n = 1 steps are incremental decoding.
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "kernels/backend.hpp"
+#include "model/config.hpp"
+#include "model/weights.hpp"
+#include "parallel/communicator.hpp"
+#include "parallel/shard.hpp"
+
+namespace divprune {
+
+// Per-layer key/value caches of this rank's KV heads: k[l], v[l] are (T, Hkv_local, D).
+struct KvCache {
+  std::vector<Tensor> k;
+  std::vector<Tensor> v;
+  int64_t capacity = 0;
+};
+
+class LlamaModel {
+ public:
+  LlamaModel(const ModelConfig& config, const ShardLayout& layout, Backend& backend, Communicator& comm,
+             DeviceWeights weights);
+
+  const ModelConfig& config() const { return config_; }
+  const ShardLayout& layout() const { return layout_; }
+  Backend& backend() { return backend_; }
+  Communicator& comm() { return comm_; }
+  DeviceWeights& weights() { return weights_; }
+
+  KvCache make_cache(int64_t capacity);
+  // Runs tokens ids at positions pos0..pos0+n-1 and returns this rank's logits slice (n, V_local), columns
+  // layout().vocab. The returned tensor is a view of an internal buffer, valid until the next call.
+  Tensor forward(std::span<const int32_t> ids, int64_t pos0, KvCache& cache);
+
+ private:
+  // Activation buffers, grown on demand and reused (a device allocation per call would dominate on GPU).
+  struct Workspace {
+    int64_t rows = 0;
+    Tensor x, norm, q, attn, proj, gate, up, act, logits;  // x (n, C) ... logits (n, V_local)
+  };
+  void ensure_workspace(int64_t n);
+
+  ModelConfig config_;
+  ShardLayout layout_;
+  Backend& backend_;
+  Communicator& comm_;
+  DeviceWeights weights_;
+  Workspace ws_;
+};
+
+}  // namespace divprune

@@ -1,0 +1,28 @@
+#pragma once
+// A read-only memory map of a whole file. Checkpoints are mapped, never read whole: a tensor-parallel rank
+// touches only the pages of its own slices.
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <span>
+
+namespace divprune {
+
+class MappedFile {
+ public:
+  explicit MappedFile(const std::filesystem::path& path);  // throws InputError naming the file
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  std::span<const std::byte> bytes() const { return {data_, size_}; }
+  size_t size() const { return size_; }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+  const std::byte* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+}  // namespace divprune

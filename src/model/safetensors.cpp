@@ -1,0 +1,126 @@
+#include "model/safetensors.hpp"
+
+#include <fmt/format.h>
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "core/errors.hpp"
+
+namespace divprune {
+
+void convert_to_f32(const std::byte* src, DType dtype, size_t count, float* dst) {
+  switch (dtype) {
+    case DType::F32:
+      std::memcpy(dst, src, count * sizeof(float));
+      return;
+    case DType::F16:
+      for (size_t i = 0; i < count; ++i) {
+        uint16_t h;
+        std::memcpy(&h, src + 2 * i, 2);
+        dst[i] = half_to_float(h);
+      }
+      return;
+    case DType::BF16:
+      for (size_t i = 0; i < count; ++i) {
+        uint16_t b;
+        std::memcpy(&b, src + 2 * i, 2);
+        dst[i] = bf16_to_float(b);
+      }
+      return;
+  }
+}
+
+namespace {
+
+DType parse_safetensors_dtype(const std::string& name, const std::string& tensor, const std::string& file) {
+  if (name == "F32") return DType::F32;
+  if (name == "F16") return DType::F16;
+  if (name == "BF16") return DType::BF16;
+  throw InputError(fmt::format("{}: tensor \"{}\" has unsupported dtype \"{}\" (expected F16, BF16 or F32)", file,
+                               tensor, name));
+}
+
+}  // namespace
+
+SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path) {
+  const std::string where = path.string();
+  const size_t file_size = file_.size();
+  if (file_size < 8) throw InputError(fmt::format("{}: truncated: {} bytes, too short for the 8-byte header length", where, file_size));
+  uint64_t header_len = 0;
+  std::memcpy(&header_len, file_.bytes().data(), 8);  // little-endian on every supported host
+  if (header_len > file_size - 8)
+    throw InputError(fmt::format("{}: header length {} is larger than the file ({} bytes)", where, header_len, file_size));
+  const char* header_text = reinterpret_cast<const char*>(file_.bytes().data() + 8);
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(header_text, header_text + header_len);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw InputError(fmt::format("{}: malformed safetensors header: {}", where, e.what()));
+  }
+  if (!header.is_object()) throw InputError(fmt::format("{}: safetensors header is not a JSON object", where));
+  const size_t data_start = 8 + header_len;
+  const size_t data_size = file_size - data_start;
+  for (const auto& [name, value] : header.items()) {
+    if (name == "__metadata__") continue;
+    if (!value.is_object() || !value.contains("dtype") || !value.contains("shape") || !value.contains("data_offsets"))
+      throw InputError(fmt::format("{}: tensor \"{}\" lacks dtype/shape/data_offsets", where, name));
+    Entry entry;
+    entry.meta.file = where;
+    try {
+      entry.meta.dtype = parse_safetensors_dtype(value["dtype"].get<std::string>(), name, where);
+      entry.meta.shape = value["shape"].get<Shape>();
+      auto offsets = value["data_offsets"].get<std::vector<uint64_t>>();
+      if (offsets.size() != 2 || offsets[0] > offsets[1])
+        throw InputError(fmt::format("{}: tensor \"{}\" has invalid data_offsets", where, name));
+      entry.begin = data_start + offsets[0];
+      entry.end = data_start + offsets[1];
+      if (offsets[1] > data_size)
+        throw InputError(fmt::format("{}: truncated: tensor \"{}\" needs data bytes [{}, {}) but the file holds {}",
+                                     where, name, offsets[0], offsets[1], data_size));
+    } catch (const nlohmann::json::exception& e) {
+      throw InputError(fmt::format("{}: tensor \"{}\": malformed entry: {}", where, name, e.what()));
+    }
+    for (int64_t d : entry.meta.shape)
+      if (d < 0) throw InputError(fmt::format("{}: tensor \"{}\" has a negative dimension", where, name));
+    const size_t expected = static_cast<size_t>(shape_numel(entry.meta.shape)) * dtype_size(entry.meta.dtype);
+    if (entry.end - entry.begin != expected)
+      throw InputError(fmt::format("{}: tensor \"{}\" has {} data bytes, its shape {} and dtype need {}", where, name,
+                                   entry.end - entry.begin, shape_string(entry.meta.shape), expected));
+    tensors_.emplace(name, std::move(entry));
+  }
+}
+
+TensorMeta SafetensorsFile::meta(const std::string& name) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) throw InputError(fmt::format("{}: missing tensor \"{}\"", file_.path().string(), name));
+  return it->second.meta;
+}
+
+std::vector<std::string> SafetensorsFile::names() const {
+  std::vector<std::string> out;
+  for (const auto& [name, entry] : tensors_) out.push_back(name);
+  return out;
+}
+
+void SafetensorsFile::read(const std::string& name, Range rows, Range cols, std::span<float> out) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) throw InputError(fmt::format("{}: missing tensor \"{}\"", file_.path().string(), name));
+  const Entry& entry = it->second;
+  const Shape& shape = entry.meta.shape;
+  EXPECTS(shape.size() == 1 || shape.size() == 2, fmt::format("tensor {} has rank {}", name, shape.size()));
+  const int64_t n_rows = shape.size() == 1 ? 1 : shape[0];
+  const int64_t n_cols = shape.back();
+  EXPECTS(rows.begin >= 0 && rows.end <= n_rows && cols.begin >= 0 && cols.end <= n_cols &&
+              static_cast<int64_t>(out.size()) == rows.size() * cols.size(),
+          fmt::format("slice of {} {}", name, shape_string(shape)));
+  const size_t elem = dtype_size(entry.meta.dtype);
+  const std::byte* base = file_.bytes().data() + entry.begin;
+  for (int64_t r = rows.begin; r < rows.end; ++r) {
+    const std::byte* src = base + (static_cast<size_t>(r) * n_cols + cols.begin) * elem;
+    convert_to_f32(src, entry.meta.dtype, static_cast<size_t>(cols.size()),
+                   out.data() + (r - rows.begin) * cols.size());
+  }
+}
+
+}  // namespace divprune

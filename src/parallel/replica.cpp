@@ -1,0 +1,52 @@
+#include "parallel/replica.hpp"
+
+#include <cblas.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "parallel/mpi_communicator.hpp"
+#ifdef DIVPRUNE_HAVE_CUDA
+#include "kernels/cuda/nccl_communicator.hpp"
+#endif
+
+namespace divprune {
+
+void configure_cpu_threads(const Topology& topology, int threads) {
+  if (threads <= 0) {
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    threads = std::max(1, cores / std::max(1, topology.local_size));
+  }
+  openblas_set_num_threads(threads);
+}
+
+ModelReplica::ModelReplica(const Topology& topology, const ReplicaOptions& options) : topology_(topology) {
+  configure_cpu_threads(topology, options.threads);
+  collective_step(MPI_COMM_WORLD, [&] {
+    checkpoint_ = open_checkpoint(options.model);
+    const ShardLayout layout = make_shard_layout(checkpoint_->config(), TpShard{topology.tp_rank, topology.tp});
+    pristine_ = load_host_weights(*checkpoint_, layout);
+    // Each replica on a node takes its own GPU when there are enough; several replicas may share one.
+    const int device = topology.local_rank;
+    backend_ = make_backend(options.backend, device);
+  });
+  if (topology.tp == 1) {
+    comm_ = std::make_unique<SoloCommunicator>();
+  } else if (options.backend == BackendKind::Cpu) {
+    comm_ = std::make_unique<MpiCommunicator>(topology.tp_comm);
+  } else {
+#ifdef DIVPRUNE_HAVE_CUDA
+    comm_ = std::make_unique<NcclCommunicator>(topology.tp_comm, topology.local_rank);
+#endif
+  }
+  model_ = std::make_unique<LlamaModel>(checkpoint_->config(), pristine_.layout, *backend_, *comm_,
+                                        upload_weights(*backend_, pristine_));
+  spdlog::info("loaded {} ({}, {} layers, hidden {}, {} heads / {} kv) as {} replica(s) x tp {}",
+               options.model.string(), checkpoint_->format(), config().num_layers, config().hidden_size,
+               config().num_heads, config().num_kv_heads, topology.replicas, topology.tp);
+}
+
+ModelReplica::~ModelReplica() = default;
+
+}  // namespace divprune
