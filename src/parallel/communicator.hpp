@@ -20,6 +20,8 @@ class Communicator {
   virtual void allreduce_sum(Tensor& tensor) = 0;
   // Host-side collectives on small arrays.
   virtual void allreduce_sum(std::span<float> values) = 0;
+  // Doubles hold exact integer counts up to 2^53 (histograms of global magnitude thresholds).
+  virtual void allreduce_sum(std::span<double> values) = 0;
   virtual void allreduce_max(std::span<float> values) = 0;
   // recv holds size() blocks of send.size() values, block r from rank r.
   virtual void allgather(std::span<const float> send, std::span<float> recv) = 0;
@@ -33,6 +35,7 @@ class SoloCommunicator final : public Communicator {
   int size() const override { return 1; }
   void allreduce_sum(Tensor&) override {}
   void allreduce_sum(std::span<float>) override {}
+  void allreduce_sum(std::span<double>) override {}
   void allreduce_max(std::span<float>) override {}
   void allgather(std::span<const float> send, std::span<float> recv) override;
   void allgather(std::span<const int32_t> send, std::span<int32_t> recv) override;

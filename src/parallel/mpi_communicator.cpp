@@ -21,6 +21,11 @@ void MpiCommunicator::allreduce_sum(std::span<float> values) {
   CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_FLOAT, MPI_SUM, comm_));
 }
 
+void MpiCommunicator::allreduce_sum(std::span<double> values) {
+  if (size_ == 1) return;
+  CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM, comm_));
+}
+
 void MpiCommunicator::allreduce_max(std::span<float> values) {
   if (size_ == 1) return;
   CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_FLOAT, MPI_MAX, comm_));

@@ -13,6 +13,7 @@ class MpiCommunicator final : public Communicator {
   int size() const override { return size_; }
   void allreduce_sum(Tensor& tensor) override;
   void allreduce_sum(std::span<float> values) override;
+  void allreduce_sum(std::span<double> values) override;
   void allreduce_max(std::span<float> values) override;
   void allgather(std::span<const float> send, std::span<float> recv) override;
   void allgather(std::span<const int32_t> send, std::span<int32_t> recv) override;
