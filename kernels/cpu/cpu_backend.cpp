@@ -175,11 +175,13 @@ void CpuBackend::vocab_partials(const Tensor& logits, std::span<const int32_t> t
     int64_t first = 0;  // ties break toward the lowest id: the first position holding the max
     while (first < v && !(row[first] == m)) ++first;
     if (first == v) first = 0;  // all NaN: keep 0 and let the NaN max propagate
-    float s = 0.0f;
+    // Accumulate in double: a float sum over a 32000-token vocabulary drifts by ~1e-6 relative, enough to make
+    // perplexities at different tp (different partial sums) disagree in the 6th digit.
+    double s = 0.0;
 #pragma omp simd reduction(+ : s)
-    for (int64_t j = 0; j < v; ++j) s += exp_nonpositive(row[j] - m);
+    for (int64_t j = 0; j < v; ++j) s += static_cast<double>(exp_nonpositive(row[j] - m));
     out.max[i] = m;
-    out.sum_exp[i] = s;
+    out.sum_exp[i] = static_cast<float>(s);
     out.argmax[i] = static_cast<int32_t>(vocab_begin + first);
     if (!targets.empty()) {
       int64_t local = targets[i] - vocab_begin;

@@ -37,8 +37,12 @@ class PerplexityCommand final : public Command {
     });
     size_t local_chunks = 0;
     NllSum total = replicated_perplexity(replica.model(), chunks, topology, replica.config().bos_id, &local_chunks);
-    if (topology.is_replica_leader())
-      spdlog::info("replica {} scored {} of {} chunks", topology.replica, local_chunks, chunks.size());
+    // Only the coordinator logs at info level: it reports every replica's share.
+    std::vector<long> shares(static_cast<size_t>(topology.world_size));
+    long mine = static_cast<long>(local_chunks);
+    CHECK_MPI(MPI_Gather(&mine, 1, MPI_LONG, shares.data(), 1, MPI_LONG, 0, MPI_COMM_WORLD));
+    for (int r = 0; r < topology.replicas && topology.is_coordinator(); ++r)
+      spdlog::info("replica {} scored {} of {} chunks", r, shares[static_cast<size_t>(r * topology.tp)], chunks.size());
     if (topology.is_coordinator()) {
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       spdlog::info("{} chunks of up to {} tokens in {:.1f} s ({:.0f} tokens/s)", chunks.size(), ctx_, seconds,
