@@ -132,7 +132,7 @@ void CpuBackend::attention(const Tensor& q, const Tensor& k_cache, const Tensor&
       for (int64_t j = 0; j < visible; ++j) m = std::max(m, row[j]);
       float sum = 0.0f;
       for (int64_t j = 0; j < visible; ++j) {
-        row[j] = std::exp(row[j] - m);
+        row[j] = exp_nonpositive(row[j] - m);
         sum += row[j];
       }
       const float inv = 1.0f / sum;
@@ -152,7 +152,7 @@ void CpuBackend::swiglu(const Tensor& gate, const Tensor& up, Tensor& out) {
   const float* g = gate.data_as<float>();
   const float* u = up.data_as<float>();
   float* o = out.data_as<float>();
-  for (int64_t i = 0; i < count; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+  for (int64_t i = 0; i < count; ++i) o[i] = silu(g[i]) * u[i];
 }
 
 void CpuBackend::add(Tensor& x, const Tensor& y) {

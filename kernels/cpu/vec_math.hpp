@@ -24,4 +24,11 @@ inline float exp_nonpositive(float x) {
   return y * std::bit_cast<float>(bits);
 }
 
+// silu(x) = x * sigmoid(x), through exp of a non-positive argument so it neither overflows nor needs std::exp.
+inline float silu(float x) {
+  const float e = exp_nonpositive(x >= 0.0f ? -x : x);  // exp(-|x|)
+  const float sigmoid = x >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+  return x * sigmoid;
+}
+
 }  // namespace divprune

@@ -49,7 +49,7 @@ class DemoCommand final : public Command {
         throw InputError(fmt::format("--length must be in [1, {}]", replica.config().max_seq_len - 1));
       samples = sample_sequences(replica.model(), sequences_, length_, spec_.seed);
     });
-    NllSum total = replicated_perplexity(replica.model(), samples, topology, bos);
+    NllSum total = replicated_perplexity(replica.workers(), samples, topology, bos);
     if (topology.is_coordinator()) {
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       fmt::print("\n== perplexity of {} sampled sequences x {} tokens ==\n", sequences_, length_);

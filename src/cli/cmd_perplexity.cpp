@@ -36,7 +36,7 @@ class PerplexityCommand final : public Command {
         throw InputError(fmt::format("--ctx {} + BOS exceeds the model's context {}", ctx_, replica.config().max_seq_len));
     });
     size_t local_chunks = 0;
-    NllSum total = replicated_perplexity(replica.model(), chunks, topology, replica.config().bos_id, &local_chunks);
+    NllSum total = replicated_perplexity(replica.workers(), chunks, topology, replica.config().bos_id, &local_chunks);
     // Only the coordinator logs at info level: it reports every replica's share.
     std::vector<long> shares(static_cast<size_t>(topology.world_size));
     long mine = static_cast<long>(local_chunks);

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
+#include <mutex>
+#include <thread>
 
 #include "core/progress.hpp"
 
@@ -24,16 +27,46 @@ TokenStats score_chunk(LlamaModel& model, KvCache& cache, std::span<const int32_
 
 NllSum score_chunks(LlamaModel& model, const std::vector<std::vector<int32_t>>& chunks,
                     const std::vector<size_t>& indices, int32_t bos_id) {
+  return score_chunks(std::vector<LlamaModel*>{&model}, chunks, indices, bos_id);
+}
+
+NllSum score_chunks(const std::vector<LlamaModel*>& workers, const std::vector<std::vector<int32_t>>& chunks,
+                    const std::vector<size_t>& indices, int32_t bos_id) {
   size_t longest = 0;
   for (size_t i : indices) longest = std::max(longest, chunks[i].size());
-  KvCache cache = model.make_cache(static_cast<int64_t>(longest));
-  NllSum sum;
+  std::vector<double> chunk_nll(indices.size(), 0.0);
+  std::vector<int64_t> chunk_tokens(indices.size(), 0);
   Progress progress("perplexity chunks", static_cast<long>(indices.size()));
-  for (size_t i : indices) {
-    TokenStats stats = score_chunk(model, cache, chunks[i], bos_id);
-    for (double v : stats.nll) sum.nll += v;
-    sum.tokens += static_cast<int64_t>(stats.nll.size());
-    progress.advance();
+  std::mutex progress_mutex;
+  std::exception_ptr failure;
+  auto work = [&](size_t worker) {
+    try {
+      LlamaModel& model = *workers[worker];
+      KvCache cache = model.make_cache(static_cast<int64_t>(longest));
+      for (size_t k = worker; k < indices.size(); k += workers.size()) {
+        TokenStats stats = score_chunk(model, cache, chunks[indices[k]], bos_id);
+        for (double v : stats.nll) chunk_nll[k] += v;
+        chunk_tokens[k] = static_cast<int64_t>(stats.nll.size());
+        std::lock_guard<std::mutex> lock(progress_mutex);
+        progress.advance();
+      }
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(progress_mutex);
+      if (!failure) failure = std::current_exception();
+    }
+  };
+  if (workers.size() == 1) {
+    work(0);
+  } else {
+    std::vector<std::thread> threads;
+    for (size_t w = 0; w < workers.size(); ++w) threads.emplace_back(work, w);
+    for (auto& t : threads) t.join();
+  }
+  if (failure) std::rethrow_exception(failure);
+  NllSum sum;
+  for (size_t k = 0; k < indices.size(); ++k) {
+    sum.nll += chunk_nll[k];
+    sum.tokens += chunk_tokens[k];
   }
   return sum;
 }
@@ -45,13 +78,13 @@ NllSum score_chunks(LlamaModel& model, const std::vector<std::vector<int32_t>>& 
 
 namespace divprune {
 
-NllSum replicated_perplexity(LlamaModel& model, const std::vector<std::vector<int32_t>>& chunks,
+NllSum replicated_perplexity(const std::vector<LlamaModel*>& workers, const std::vector<std::vector<int32_t>>& chunks,
                              const Topology& topology, int32_t bos_id, size_t* local_chunks) {
   std::vector<size_t> mine;
   for (size_t i = static_cast<size_t>(topology.replica); i < chunks.size(); i += static_cast<size_t>(topology.replicas))
     mine.push_back(i);
   if (local_chunks != nullptr) *local_chunks = mine.size();
-  NllSum local = score_chunks(model, chunks, mine, bos_id);
+  NllSum local = score_chunks(workers, chunks, mine, bos_id);
   // Every tp rank of a replica holds the same sums: only replica leaders contribute.
   double send[2] = {topology.is_replica_leader() ? local.nll : 0.0,
                     topology.is_replica_leader() ? static_cast<double>(local.tokens) : 0.0};

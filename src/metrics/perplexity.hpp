@@ -23,6 +23,10 @@ TokenStats score_chunk(LlamaModel& model, KvCache& cache, std::span<const int32_
 // Sums the NLL of chunks[i] for i in `indices`, logging progress. Collective over the tensor-parallel group.
 NllSum score_chunks(LlamaModel& model, const std::vector<std::vector<int32_t>>& chunks,
                     const std::vector<size_t>& indices, int32_t bos_id);
+// Same, with the chunks shared among concurrent workers (ModelReplica::workers()). Per-chunk sums are added in
+// chunk order, so the result does not depend on the number of workers.
+NllSum score_chunks(const std::vector<LlamaModel*>& workers, const std::vector<std::vector<int32_t>>& chunks,
+                    const std::vector<size_t>& indices, int32_t bos_id);
 
 }  // namespace divprune
 
@@ -33,7 +37,7 @@ struct Topology;
 // Chunk i goes to replica i % replicas (a static split: every chunk costs about the same). The NLL sums of
 // all replicas are reduced onto the coordinator (only there is the result complete); `local_chunks` reports
 // how many this replica scored.
-NllSum replicated_perplexity(LlamaModel& model, const std::vector<std::vector<int32_t>>& chunks,
+NllSum replicated_perplexity(const std::vector<LlamaModel*>& workers, const std::vector<std::vector<int32_t>>& chunks,
                              const Topology& topology, int32_t bos_id, size_t* local_chunks = nullptr);
 
 }  // namespace divprune

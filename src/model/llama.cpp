@@ -8,6 +8,10 @@ namespace divprune {
 
 LlamaModel::LlamaModel(const ModelConfig& config, const ShardLayout& layout, Backend& backend, Communicator& comm,
                        DeviceWeights weights)
+    : LlamaModel(config, layout, backend, comm, std::make_shared<DeviceWeights>(std::move(weights))) {}
+
+LlamaModel::LlamaModel(const ModelConfig& config, const ShardLayout& layout, Backend& backend, Communicator& comm,
+                       std::shared_ptr<DeviceWeights> weights)
     : config_(config), layout_(layout), backend_(backend), comm_(comm), weights_(std::move(weights)) {
   EXPECTS(comm_.size() == layout_.shard.size && comm_.rank() == layout_.shard.rank,
           "communicator does not match the shard layout");
@@ -60,10 +64,10 @@ Tensor LlamaModel::forward(std::span<const int32_t> ids, int64_t pos0, KvCache& 
   Tensor up = ws_.up.rows(0, n);      // (n, F_local)
   Tensor act = ws_.act.rows(0, n);    // (n, F_local)
 
-  backend_.embedding(weights_.embed, ids, layout_.vocab.begin, x);
+  backend_.embedding(weights_->embed, ids, layout_.vocab.begin, x);
   comm_.allreduce_sum(x);  // vocab-parallel embedding: each id lives on exactly one rank
   for (int64_t l = 0; l < config_.num_layers; ++l) {
-    DeviceLayer& layer = weights_.layers[static_cast<size_t>(l)];
+    DeviceLayer& layer = weights_->layers[static_cast<size_t>(l)];
     Tensor k_new = cache.k[l].rows(pos0, n);  // (n, Hkv, D), written in place in the cache
     Tensor v_new = cache.v[l].rows(pos0, n);
     if (layer.removed) {
@@ -91,9 +95,9 @@ Tensor LlamaModel::forward(std::span<const int32_t> ids, int64_t pos0, KvCache& 
     comm_.allreduce_sum(proj);  // row-parallel down_proj
     backend_.add(x, proj);
   }
-  backend_.rmsnorm(x, weights_.final_norm, config_.rms_norm_eps, norm);
+  backend_.rmsnorm(x, weights_->final_norm, config_.rms_norm_eps, norm);
   Tensor logits = ws_.logits.rows(0, n);  // (n, V_local) fp32
-  backend_.matmul(norm, weights_.lm_head, logits);
+  backend_.matmul(norm, weights_->lm_head, logits);
   return logits;
 }
 

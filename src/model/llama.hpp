@@ -4,6 +4,7 @@
 // appending their keys/values to the KV cache: pos0 = 0 with the whole sequence is the teacher-forced
 // forward, n = 1 steps are incremental decoding.
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -26,12 +27,18 @@ class LlamaModel {
  public:
   LlamaModel(const ModelConfig& config, const ShardLayout& layout, Backend& backend, Communicator& comm,
              DeviceWeights weights);
+  // Shares `weights` with other models: CPU worker threads of one rank each run their own model (own
+  // backend scratch, own activations) over one set of weights; a compression plan applied to the shared
+  // weights is seen by all of them.
+  LlamaModel(const ModelConfig& config, const ShardLayout& layout, Backend& backend, Communicator& comm,
+             std::shared_ptr<DeviceWeights> weights);
 
   const ModelConfig& config() const { return config_; }
   const ShardLayout& layout() const { return layout_; }
   Backend& backend() { return backend_; }
   Communicator& comm() { return comm_; }
-  DeviceWeights& weights() { return weights_; }
+  DeviceWeights& weights() { return *weights_; }
+  const std::shared_ptr<DeviceWeights>& shared_weights() const { return weights_; }
 
   KvCache make_cache(int64_t capacity);
   // Runs tokens ids at positions pos0..pos0+n-1 and returns this rank's logits slice (n, V_local), columns
@@ -50,7 +57,7 @@ class LlamaModel {
   ShardLayout layout_;
   Backend& backend_;
   Communicator& comm_;
-  DeviceWeights weights_;
+  std::shared_ptr<DeviceWeights> weights_;
   Workspace ws_;
 };
 

@@ -13,16 +13,16 @@
 
 namespace divprune {
 
-void configure_cpu_threads(const Topology& topology, int threads) {
-  if (threads <= 0) {
-    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    threads = std::max(1, cores / std::max(1, topology.local_size));
-  }
-  openblas_set_num_threads(threads);
+int rank_threads(const Topology& topology, int threads) {
+  if (threads > 0) return threads;
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(1, cores / std::max(1, topology.local_size));
 }
 
 ModelReplica::ModelReplica(const Topology& topology, const ReplicaOptions& options) : topology_(topology) {
-  configure_cpu_threads(topology, options.threads);
+  const int threads = rank_threads(topology, options.threads);
+  const bool thread_workers = options.backend == BackendKind::Cpu && topology.tp == 1 && threads > 1;
+  openblas_set_num_threads(thread_workers ? 1 : threads);
   collective_step(MPI_COMM_WORLD, [&] {
     checkpoint_ = open_checkpoint(options.model);
     const ShardLayout layout = make_shard_layout(checkpoint_->config(), TpShard{topology.tp_rank, topology.tp});
@@ -42,11 +42,24 @@ ModelReplica::ModelReplica(const Topology& topology, const ReplicaOptions& optio
   }
   model_ = std::make_unique<LlamaModel>(checkpoint_->config(), pristine_.layout, *backend_, *comm_,
                                         upload_weights(*backend_, pristine_));
+  if (thread_workers) {
+    for (int w = 1; w < threads; ++w) {
+      worker_backends_.push_back(make_backend(BackendKind::Cpu));
+      worker_models_.push_back(std::make_unique<LlamaModel>(checkpoint_->config(), pristine_.layout,
+                                                            *worker_backends_.back(), *comm_, model_->shared_weights()));
+    }
+  }
   spdlog::info("loaded {} ({}, {} layers, hidden {}, {} heads / {} kv) as {} replica(s) x tp {}",
                options.model.string(), checkpoint_->format(), config().num_layers, config().hidden_size,
                config().num_heads, config().num_kv_heads, topology.replicas, topology.tp);
 }
 
 ModelReplica::~ModelReplica() = default;
+
+std::vector<LlamaModel*> ModelReplica::workers() {
+  std::vector<LlamaModel*> out{model_.get()};
+  for (auto& m : worker_models_) out.push_back(m.get());
+  return out;
+}
 
 }  // namespace divprune

@@ -28,6 +28,10 @@ class ModelReplica {
   const ModelConfig& config() const { return checkpoint_->config(); }
   const HostWeights& pristine() const { return pristine_; }
   LlamaModel& model() { return *model_; }
+  // Models that may run concurrently on this rank, model() first. On the CPU backend at tp = 1 a rank runs one
+  // worker thread per core, each with its own model over the shared weights and single-threaded BLAS: that
+  // keeps both the GEMMs and the per-token vocab work parallel, which threaded BLAS alone does not.
+  std::vector<LlamaModel*> workers();
   Backend& backend() { return *backend_; }
   const Topology& topology() const { return topology_; }
 
@@ -38,9 +42,11 @@ class ModelReplica {
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Communicator> comm_;
   std::unique_ptr<LlamaModel> model_;
+  std::vector<std::unique_ptr<Backend>> worker_backends_;
+  std::vector<std::unique_ptr<LlamaModel>> worker_models_;
 };
 
-// Sets the BLAS thread count: `threads` if positive, else the node's cores shared among its ranks.
-void configure_cpu_threads(const Topology& topology, int threads);
+// Threads this rank may use: `threads` if positive, else the node's cores shared among its ranks.
+int rank_threads(const Topology& topology, int threads);
 
 }  // namespace divprune
