@@ -8,6 +8,7 @@
 
 #include "parallel/mpi_communicator.hpp"
 #ifdef DIVPRUNE_HAVE_CUDA
+#include "kernels/cuda/cuda_backend.hpp"
 #include "kernels/cuda/nccl_communicator.hpp"
 #endif
 
@@ -19,6 +20,18 @@ int rank_threads(const Topology& topology, int threads) {
   return std::max(1, cores / std::max(1, topology.local_size));
 }
 
+namespace {
+// Ranks of a node take its GPUs in turn; with more ranks than GPUs, several replicas share one (useful for
+// tests on a single GPU; a tensor-parallel group must still span distinct GPUs for NCCL).
+int gpu_index(const Topology& topology, BackendKind backend) {
+#ifdef DIVPRUNE_HAVE_CUDA
+  if (backend == BackendKind::Cuda && cuda_device_count() > 0) return topology.local_rank % cuda_device_count();
+#endif
+  (void)backend;
+  return topology.local_rank;
+}
+}  // namespace
+
 ModelReplica::ModelReplica(const Topology& topology, const ReplicaOptions& options) : topology_(topology) {
   const int threads = rank_threads(topology, options.threads);
   const bool thread_workers = options.backend == BackendKind::Cpu && topology.tp == 1 && threads > 1;
@@ -27,9 +40,7 @@ ModelReplica::ModelReplica(const Topology& topology, const ReplicaOptions& optio
     checkpoint_ = open_checkpoint(options.model);
     const ShardLayout layout = make_shard_layout(checkpoint_->config(), TpShard{topology.tp_rank, topology.tp});
     pristine_ = load_host_weights(*checkpoint_, layout);
-    // Each replica on a node takes its own GPU when there are enough; several replicas may share one.
-    const int device = topology.local_rank;
-    backend_ = make_backend(options.backend, device);
+    backend_ = make_backend(options.backend, gpu_index(topology, options.backend));
   });
   if (topology.tp == 1) {
     comm_ = std::make_unique<SoloCommunicator>();
@@ -37,7 +48,8 @@ ModelReplica::ModelReplica(const Topology& topology, const ReplicaOptions& optio
     comm_ = std::make_unique<MpiCommunicator>(topology.tp_comm);
   } else {
 #ifdef DIVPRUNE_HAVE_CUDA
-    comm_ = std::make_unique<NcclCommunicator>(topology.tp_comm, topology.local_rank);
+    comm_ = std::make_unique<NcclCommunicator>(topology.tp_comm, gpu_index(topology, options.backend),
+                                               cuda_stream_of(*backend_));
 #endif
   }
   model_ = std::make_unique<LlamaModel>(checkpoint_->config(), pristine_.layout, *backend_, *comm_,

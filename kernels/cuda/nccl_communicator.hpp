@@ -1,0 +1,48 @@
+#pragma once
+// Tensor-parallel collectives for GPU ranks: NCCL all-reduces of device tensors (the row-parallel o/down
+// projections and the vocab-parallel embedding), MPI for the small host arrays that combine per-row vocab
+// statistics. One rank per GPU; the NCCL communicator spans the same ranks as the MPI one it is built from.
+//
+// Plain C++ header (no CUDA or NCCL headers). Only built with CUDA: guard includes with DIVPRUNE_HAVE_CUDA.
+#include <mpi.h>
+
+#include "parallel/communicator.hpp"
+
+struct ncclComm;  // nccl.h: typedef struct ncclComm* ncclComm_t
+
+namespace divprune {
+
+class NcclCommunicator final : public Communicator {
+ public:
+  // Collective over `comm` (every rank of it must construct one at the same time): rank 0 creates the NCCL
+  // id and broadcasts it over MPI. `device_index` is this rank's GPU, the one its backend uses.
+  // `stream` is the cudaStream_t (as void*) that device all-reduces are enqueued on; pass the backend's
+  // (cuda_stream_of(backend)) so that each all-reduce runs after the GEMM that produced its input and before
+  // the kernel that reads its result, with no host synchronisation. nullptr uses the legacy default stream,
+  // which is ordered with every blocking stream of the device (the CUDA backend's stream is one), at the
+  // cost of serialising against unrelated streams too.
+  NcclCommunicator(MPI_Comm comm, int device_index, void* stream = nullptr);
+  ~NcclCommunicator() override;
+  NcclCommunicator(const NcclCommunicator&) = delete;
+  NcclCommunicator& operator=(const NcclCommunicator&) = delete;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  // In place, on bfloat16 or float32 CUDA tensors; asynchronous on the stream (see the constructor).
+  void allreduce_sum(Tensor& tensor) override;
+  void allreduce_sum(std::span<float> values) override;
+  void allreduce_sum(std::span<double> values) override;
+  void allreduce_max(std::span<float> values) override;
+  void allgather(std::span<const float> send, std::span<float> recv) override;
+  void allgather(std::span<const int32_t> send, std::span<int32_t> recv) override;
+
+ private:
+  MPI_Comm comm_;
+  int rank_ = 0;
+  int size_ = 1;
+  int device_ = 0;
+  void* stream_ = nullptr;  // cudaStream_t
+  ncclComm* nccl_ = nullptr;
+};
+
+}  // namespace divprune
