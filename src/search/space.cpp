@@ -1,0 +1,172 @@
+#include "search/space.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/errors.hpp"
+
+namespace divprune {
+
+namespace {
+constexpr int kMaxAttempts = 20000;  // redraws before a budget is declared unreachable for this space
+}
+
+bool within_budget(const CompressionPlan& plan, const ModelConfig& config, const Budget& budget) {
+  return std::fabs(plan_size(plan, config).sparsity - budget.sparsity) <= budget.tolerance + 1e-12;
+}
+
+void validate_space(const SearchSpace& space, const ModelConfig& config, const Budget& budget) {
+  if (space.sparsity_levels.empty()) throw InputError("search.space.sparsity_levels: at least one level is needed");
+  for (double s : space.sparsity_levels)
+    if (!(s >= 0.0 && s < 1.0)) throw InputError(fmt::format("search.space.sparsity_levels: {} is outside [0, 1)", s));
+  if (space.methods.empty()) throw InputError("search.space.methods: at least one prune method is needed");
+  for (int64_t l : space.removable_layers)
+    if (l < 0 || l >= config.num_layers)
+      throw InputError(fmt::format("search.space.removable_layers: layer {} is outside [0, {})", l, config.num_layers));
+  if (space.max_removed_layers >= config.num_layers)
+    throw InputError("search.space.max_removed_layers: at least one layer must remain");
+  if (!(budget.sparsity >= 0.0 && budget.sparsity < 1.0) || !(budget.tolerance >= 0.0))
+    throw InputError(fmt::format("search.budget: sparsity {} ± {} is not a valid target", budget.sparsity, budget.tolerance));
+}
+
+PlanSampler::PlanSampler(SearchSpace space, ModelConfig config, Budget budget)
+    : space_(std::move(space)), config_(std::move(config)), budget_(budget) {
+  validate_space(space_, config_, budget_);
+  std::sort(space_.sparsity_levels.begin(), space_.sparsity_levels.end());
+}
+
+void PlanSampler::draw_component(CompressionPlan& plan, int64_t layer, Component c, double center,
+                                 std::mt19937_64& rng) const {
+  std::vector<PruneMethod> allowed;
+  for (PruneMethod m : space_.methods)
+    if (prune_method_applies(m, c)) allowed.push_back(m);
+  ComponentPlan& target = plan.at(layer, c);
+  target = ComponentPlan{};
+  if (allowed.empty()) return;
+  const PruneMethod method = allowed[std::uniform_int_distribution<size_t>(0, allowed.size() - 1)(rng)];
+  const auto& levels = space_.sparsity_levels;
+  std::normal_distribution<double> jitter(0.0, 1.5);
+  const long index = std::clamp(std::lround(center + jitter(rng)), 0L, static_cast<long>(levels.size()) - 1);
+  double sparsity = levels[static_cast<size_t>(index)];
+  if (method == PruneMethod::TwoFour) sparsity = 0.5;
+  if (method == PruneMethod::Heads) {  // whole KV heads only
+    sparsity = std::round(sparsity * config_.num_kv_heads) / static_cast<double>(config_.num_kv_heads);
+    if (sparsity >= 1.0) sparsity = (config_.num_kv_heads - 1) / static_cast<double>(config_.num_kv_heads);
+  }
+  if (sparsity > 0.0) target.prune = PruneSpec{method, sparsity};
+  if (space_.int8 && std::bernoulli_distribution(0.5)(rng)) target.quant = QuantMethod::Int8;
+}
+
+CompressionPlan PlanSampler::sample(std::mt19937_64& rng) const {
+  const auto& levels = space_.sparsity_levels;
+  // Where the target sparsity sits among the levels: plans are drawn around it, so few are redrawn.
+  const auto nearest = std::lower_bound(levels.begin(), levels.end(), budget_.sparsity) - levels.begin();
+  std::uniform_real_distribution<double> spread(-2.0, 2.0);
+  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+    CompressionPlan plan = CompressionPlan::identity(config_.num_layers);
+    const int64_t drops = space_.removable_layers.empty()
+                              ? 0
+                              : std::uniform_int_distribution<int64_t>(0, space_.max_removed_layers)(rng);
+    std::vector<int64_t> removable = space_.removable_layers;
+    std::shuffle(removable.begin(), removable.end(), rng);
+    for (int64_t i = 0; i < drops && i < static_cast<int64_t>(removable.size()); ++i)
+      plan.layers[static_cast<size_t>(removable[static_cast<size_t>(i)])].removed = true;
+    const double center = static_cast<double>(nearest) + spread(rng);
+    for (int64_t l = 0; l < config_.num_layers; ++l) {
+      if (plan.layers[static_cast<size_t>(l)].removed) continue;
+      for (Component c : space_.components) draw_component(plan, l, c, center, rng);
+    }
+    plan = canonical_plan(plan);
+    if (fits(plan)) return plan;
+  }
+  throw InputError(fmt::format("search: no plan of the space reaches sparsity {} ± {} in {} draws; widen "
+                               "search.space.sparsity_levels or search.budget.tolerance",
+                               budget_.sparsity, budget_.tolerance, kMaxAttempts));
+}
+
+CompressionPlan PlanSampler::uniform() const {
+  CompressionPlan plan = CompressionPlan::identity(config_.num_layers);
+  // The uniform sparsity that meets the budget exactly over the searched components (not only a level).
+  int64_t searched = 0;
+  for (Component c : space_.components) {
+    const auto shape = component_shape(c, config_);
+    searched += shape[0] * shape[1];
+  }
+  const double total = static_cast<double>(config_.num_layers) * static_cast<double>(config_.layer_linear_parameters());
+  const double sparsity = std::min(0.99, budget_.sparsity * total / (static_cast<double>(searched) * config_.num_layers));
+  PruneMethod method = space_.methods.front();
+  if (method == PruneMethod::Heads || method == PruneMethod::Channels || method == PruneMethod::TwoFour)
+    method = PruneMethod::Magnitude;  // a uniform reference must apply to every component alike
+  for (int64_t l = 0; l < config_.num_layers; ++l)
+    for (Component c : space_.components) plan.at(l, c).prune = PruneSpec{method, sparsity};
+  return plan;
+}
+
+CompressionPlan PlanSampler::repair(CompressionPlan candidate, std::mt19937_64& rng) const {
+  candidate = canonical_plan(candidate);
+  if (fits(candidate)) return candidate;
+  // Nudge one component at a time toward the budget; give up and redraw after a while.
+  const auto& levels = space_.sparsity_levels;
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const double current = plan_size(candidate, config_).sparsity;
+    const bool up = current < budget_.sparsity;
+    const int64_t layer = std::uniform_int_distribution<int64_t>(0, config_.num_layers - 1)(rng);
+    if (candidate.layers[static_cast<size_t>(layer)].removed || space_.components.empty()) continue;
+    const Component c = space_.components[std::uniform_int_distribution<size_t>(0, space_.components.size() - 1)(rng)];
+    ComponentPlan& target = candidate.at(layer, c);
+    const double s = target.prune ? target.prune->sparsity : 0.0;
+    const auto pos = std::lower_bound(levels.begin(), levels.end(), s - 1e-9) - levels.begin();
+    const long next = up ? pos + 1 : pos - 1;
+    if (next < 0 || next >= static_cast<long>(levels.size())) continue;
+    const PruneMethod method = target.prune ? target.prune->method : PruneMethod::Magnitude;
+    if (method != PruneMethod::Magnitude && method != PruneMethod::MagnitudeRow && method != PruneMethod::Channels) continue;
+    if (!prune_method_applies(method, c)) continue;
+    if (levels[static_cast<size_t>(next)] == 0.0) target.prune.reset();
+    else target.prune = PruneSpec{method, levels[static_cast<size_t>(next)]};
+    candidate = canonical_plan(candidate);
+    if (fits(candidate)) return candidate;
+  }
+  return sample(rng);
+}
+
+CompressionPlan PlanSampler::mutate(const CompressionPlan& parent, std::mt19937_64& rng) const {
+  CompressionPlan child = parent;
+  const auto& levels = space_.sparsity_levels;
+  const int changes = std::uniform_int_distribution<int>(1, 3)(rng);
+  for (int i = 0; i < changes; ++i) {
+    if (!space_.removable_layers.empty() && std::bernoulli_distribution(0.1)(rng)) {
+      // Flip one removable layer, keeping the count within the limit.
+      const int64_t l = space_.removable_layers[std::uniform_int_distribution<size_t>(0, space_.removable_layers.size() - 1)(rng)];
+      LayerPlan& layer = child.layers[static_cast<size_t>(l)];
+      if (layer.removed) {
+        layer.removed = false;
+        const double center = static_cast<double>(std::lower_bound(levels.begin(), levels.end(), budget_.sparsity) - levels.begin());
+        for (Component c : space_.components) draw_component(child, l, c, center, rng);
+      } else if (static_cast<int64_t>(child.dropped_layers().size()) < space_.max_removed_layers) {
+        layer.removed = true;
+      }
+      continue;
+    }
+    if (space_.components.empty()) break;
+    const int64_t l = std::uniform_int_distribution<int64_t>(0, config_.num_layers - 1)(rng);
+    if (child.layers[static_cast<size_t>(l)].removed) continue;
+    const Component c = space_.components[std::uniform_int_distribution<size_t>(0, space_.components.size() - 1)(rng)];
+    const ComponentPlan& current = child.at(l, c);
+    const double s = current.prune ? current.prune->sparsity : 0.0;
+    const double center = static_cast<double>(std::lower_bound(levels.begin(), levels.end(), s - 1e-9) - levels.begin());
+    draw_component(child, l, c, center, rng);
+  }
+  return repair(child, rng);
+}
+
+CompressionPlan PlanSampler::crossover(const CompressionPlan& a, const CompressionPlan& b, std::mt19937_64& rng) const {
+  CompressionPlan child = a;
+  for (size_t l = 0; l < child.layers.size(); ++l)
+    if (std::bernoulli_distribution(0.5)(rng)) child.layers[l] = b.layers[l];
+  if (static_cast<int64_t>(child.dropped_layers().size()) > space_.max_removed_layers) child = a;
+  return repair(child, rng);
+}
+
+}  // namespace divprune

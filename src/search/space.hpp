@@ -1,0 +1,65 @@
+#pragma once
+// The search space of the pruning search and its budget. A sampled plan chooses, for every layer and
+// component, a prune method among those allowed and a sparsity among the declared levels, int8 on or off, and
+// which removable layers to drop. Plans outside the budget are redrawn, never clipped, so every plan a run
+// evaluates was drawn from the declared space.
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "compress/plan.hpp"
+
+namespace divprune {
+
+struct SearchSpace {
+  std::vector<double> sparsity_levels = {0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8};
+  std::vector<PruneMethod> methods = {PruneMethod::Magnitude};  // per component, among those that apply to it
+  std::vector<Component> components = {kAllComponents.begin(), kAllComponents.end()};  // others stay dense
+  bool int8 = false;                      // may a component be quantized to int8
+  std::vector<int64_t> removable_layers;  // layers that may be dropped (LayerChop)
+  int64_t max_removed_layers = 0;
+};
+
+// Overall linear sparsity (compress/plan.hpp PlanSize::sparsity) must lie within target ± tolerance.
+struct Budget {
+  double sparsity = 0.5;
+  double tolerance = 0.02;
+};
+
+bool within_budget(const CompressionPlan& plan, const ModelConfig& config, const Budget& budget);
+
+// Throws InputError naming the offending setting when the space cannot express any plan (no levels, a
+// removable layer out of range, a budget no combination of levels reaches).
+void validate_space(const SearchSpace& space, const ModelConfig& config, const Budget& budget);
+
+class PlanSampler {
+ public:
+  PlanSampler(SearchSpace space, ModelConfig config, Budget budget);
+
+  // A random plan of the space inside the budget.
+  CompressionPlan sample(std::mt19937_64& rng) const;
+  // The same sparsity (the level nearest the budget) in every searched component: the reference every
+  // search is compared with. Uses the first method of the space.
+  CompressionPlan uniform() const;
+  // A copy with a few components (and possibly one layer) redrawn, inside the budget.
+  CompressionPlan mutate(const CompressionPlan& parent, std::mt19937_64& rng) const;
+  // Each layer taken from one parent at random, inside the budget (redrawn by mutation when it is not).
+  CompressionPlan crossover(const CompressionPlan& a, const CompressionPlan& b, std::mt19937_64& rng) const;
+
+  const SearchSpace& space() const { return space_; }
+  const ModelConfig& config() const { return config_; }
+  const Budget& budget() const { return budget_; }
+  bool fits(const CompressionPlan& plan) const { return within_budget(plan, config_, budget_); }
+
+ private:
+  // Draws component c of layer l around `center` (a sparsity level index, fractional).
+  void draw_component(CompressionPlan& plan, int64_t layer, Component c, double center, std::mt19937_64& rng) const;
+  // Tries `attempts` times to turn `candidate` into a plan inside the budget by mutating it.
+  CompressionPlan repair(CompressionPlan candidate, std::mt19937_64& rng) const;
+
+  SearchSpace space_;
+  ModelConfig config_;
+  Budget budget_;
+};
+
+}  // namespace divprune
