@@ -6,6 +6,7 @@
 
 #include "archive/h5.hpp"
 #include "cli/command.hpp"
+#include "compress/apply.hpp"
 #include "core/errors.hpp"
 #include "parallel/gather_logits.hpp"
 
@@ -17,6 +18,7 @@ class LogitsCommand final : public Command {
  public:
   void setup(CLI::App& sub) override {
     sub.add_option("--model", model_, "Hugging Face directory or llama2.c .bin")->required();
+    sub.add_option("--plan", plan_, "Compression plan (YAML) applied to the model first (see configs/plans/)");
     sub.add_option("--input", input_, "HDF5 file with int32 dataset input_ids [batch, seq]")->required();
     sub.add_option("--out", out_, "HDF5 file to write (dataset logits [batch, seq, vocab], float32)")->required();
   }
@@ -31,6 +33,7 @@ class LogitsCommand final : public Command {
         throw InputError(fmt::format("{}: input_ids must be 2-D [batch, seq], found {}", input_, shape_string(dims)));
     });
     ModelReplica replica(topology, replica_options(model_, exec));
+    if (!plan_.empty()) apply_plan_file(plan_, replica);  // collective; a bad plan fails every rank alike
     const int64_t batch = dims[0], seq = dims[1], vocab = replica.config().vocab_size;
     collective_step(MPI_COMM_WORLD, [&] {
       if (seq > replica.config().max_seq_len)
@@ -70,6 +73,7 @@ class LogitsCommand final : public Command {
   }
 
  private:
+  std::string plan_;
   std::string model_, input_, out_;
 };
 

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "cli/command.hpp"
+#include "compress/apply.hpp"
 #include "core/errors.hpp"
 #include "metrics/corpus.hpp"
 #include "metrics/perplexity.hpp"
@@ -18,6 +19,7 @@ class PerplexityCommand final : public Command {
  public:
   void setup(CLI::App& sub) override {
     sub.add_option("--model", model_, "Hugging Face directory or llama2.c .bin")->required();
+    sub.add_option("--plan", plan_, "Compression plan (YAML) applied to the model first (see configs/plans/)");
     sub.add_option("--tokenizer", tokenizer_, "SentencePiece .model (Llama-2's tokenizer.model)")->required();
     sub.add_option("--text", text_, "Text file, scored line by line (blank lines skipped)")->required();
     sub.add_option("--ctx", ctx_, "Tokens per chunk; each chunk is scored after BOS")->capture_default_str();
@@ -31,6 +33,7 @@ class PerplexityCommand final : public Command {
       chunks = chunk_stream(tokenize_corpus(tokenizer, text_), ctx_);
     });
     ModelReplica replica(topology, replica_options(model_, exec));
+    if (!plan_.empty()) apply_plan_file(plan_, replica);  // collective; a bad plan fails every rank alike
     collective_step(MPI_COMM_WORLD, [&] {
       if (ctx_ + 1 > replica.config().max_seq_len)
         throw InputError(fmt::format("--ctx {} + BOS exceeds the model's context {}", ctx_, replica.config().max_seq_len));
@@ -53,6 +56,7 @@ class PerplexityCommand final : public Command {
   }
 
  private:
+  std::string plan_;
   std::string model_, tokenizer_, text_;
   int64_t ctx_ = 256;
 };

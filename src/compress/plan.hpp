@@ -1,0 +1,135 @@
+#pragma once
+// A compression plan: what happens to every one of the seven linear projections (q, k, v, o, gate, up, down)
+// of every decoder layer, and which layers are removed. Plans are read from and written to YAML in one form:
+//
+//   drop_layers: [1]
+//   components:
+//     - {layers: all, names: [q, k, v, o, gate, up, down], prune: {method: magnitude, sparsity: 0.5}}
+//     - {layers: [0, 2], names: [gate, up, down], prune: {method: channels, sparsity: 0.25}}
+//     - {layers: [2], names: [down], quant: int8}
+//
+// Entries are applied in order and later ones override earlier ones field by field: an entry that sets only
+// `quant` keeps the prune an earlier entry chose for the same component, and `prune: none` / `quant: none`
+// clear a field. `layers` is `all`, one 0-based index or a list of them; `names` is a list of the seven
+// components (q, k, v, o, gate, up, down), one of them, or `all`. An entry must set prune or quant.
+//
+// Prune methods (the operators are defined exactly in compress/operators.hpp):
+//   magnitude      zero round(s·n) entries of smallest |w| of the whole [out, in] matrix
+//   magnitude_row  zero round(s·in) entries of smallest |w| of every output row
+//   2:4            in every group of 4 consecutive entries of a row, zero the 2 smallest; sparsity is 0.5
+//                  (it may be omitted; any other value is rejected)
+//   heads          q, k, v, o only: prune s·Hkv whole KV heads together with their query heads; s·Hkv must be
+//                  a whole number (e.g. 0.25 or 0.5 with 4 KV heads)
+//   channels       gate, up, down only: prune round(s·F) SwiGLU channels
+// Quantization: `int8` (per output row, symmetric, dequantized for compute). Prune first, then quantize.
+// round() is round-half-to-even (as Python's round and torch.round); sparsity must lie in [0, 1).
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model/config.hpp"
+#include "model/weights.hpp"
+#include "parallel/shard.hpp"
+
+namespace divprune {
+
+enum class PruneMethod { Magnitude = 0, MagnitudeRow, TwoFour, Heads, Channels };
+constexpr int kNumPruneMethods = 5;
+constexpr std::array<PruneMethod, kNumPruneMethods> kAllPruneMethods = {
+    PruneMethod::Magnitude, PruneMethod::MagnitudeRow, PruneMethod::TwoFour, PruneMethod::Heads,
+    PruneMethod::Channels};
+std::string_view prune_method_name(PruneMethod method);  // "magnitude", "magnitude_row", "2:4", "heads", "channels"
+// True when `method` may be applied to `component` (heads: attention projections, channels: MLP ones).
+bool prune_method_applies(PruneMethod method, Component component);
+
+enum class QuantMethod { None = 0, Int8 };
+
+struct PruneSpec {
+  PruneMethod method = PruneMethod::Magnitude;
+  double sparsity = 0.0;  // fraction in [0, 1); 0.5 for 2:4
+  bool operator==(const PruneSpec&) const = default;
+};
+
+struct ComponentPlan {
+  std::optional<PruneSpec> prune;
+  QuantMethod quant = QuantMethod::None;
+  // True when the component is left exactly as in the checkpoint (no prune, or a prune of sparsity 0, and no
+  // quantization).
+  bool is_identity() const { return (!prune || prune->sparsity == 0.0) && quant == QuantMethod::None; }
+  bool operator==(const ComponentPlan&) const = default;
+};
+
+struct LayerPlan {
+  bool removed = false;  // LayerChop: the layer contributes nothing
+  std::array<ComponentPlan, kNumComponents> components{};
+  bool operator==(const LayerPlan&) const = default;
+};
+
+struct CompressionPlan {
+  std::vector<LayerPlan> layers;  // (L) one entry per decoder layer of the model
+
+  static CompressionPlan identity(int64_t num_layers);
+  ComponentPlan& at(int64_t layer, Component c) { return layers.at(static_cast<size_t>(layer)).components[static_cast<int>(c)]; }
+  const ComponentPlan& at(int64_t layer, Component c) const {
+    return layers.at(static_cast<size_t>(layer)).components[static_cast<int>(c)];
+  }
+  std::vector<int64_t> dropped_layers() const;
+  bool is_identity() const;
+  bool operator==(const CompressionPlan&) const = default;
+};
+
+// ---- YAML ----------------------------------------------------------------------------------------------------
+// Parses and validates a plan for a model of `config`. Throws InputError naming `source` and the key
+// (e.g. "plan.yaml: components[1].prune.sparsity (line 4): 1.2 is outside [0, 1)").
+CompressionPlan parse_plan(const std::string& yaml_text, const ModelConfig& config, const std::string& source);
+CompressionPlan load_plan(const std::filesystem::path& file, const ModelConfig& config);
+// Canonical YAML of the form above (components grouped by identical settings; parse_plan(plan_to_yaml(p)) == p).
+std::string plan_to_yaml(const CompressionPlan& plan);
+void save_plan(const CompressionPlan& plan, const std::filesystem::path& file);
+
+// Checks a plan built in code as parse_plan checks a file: sizes, sparsities, methods vs components, whole
+// KV heads, 2:4 input dimensions divisible by 4, at least one layer left.
+void validate_plan(const CompressionPlan& plan, const ModelConfig& config, const std::string& source);
+// Checks what depends on the tensor-parallel cut: 2:4 groups on row-parallel o/down must not straddle shards,
+// so their local column count must be a multiple of 4.
+void validate_plan_for_layout(const CompressionPlan& plan, const ModelConfig& config, const ShardLayout& layout,
+                              const std::string& source);
+
+// ---- Counting ------------------------------------------------------------------------------------------------
+// Number of KV heads the heads method prunes at `sparsity` (s·Hkv, which validation requires to be whole).
+int64_t pruned_kv_heads(double sparsity, const ModelConfig& config);
+// Number of SwiGLU channels the channels method prunes: round(s·F).
+int64_t pruned_channels(double sparsity, const ModelConfig& config);
+// Full [out, in] shape of a component's weight.
+std::array<int64_t, 2> component_shape(Component component, const ModelConfig& config);
+// Entries of the full matrix that the prune sets to zero (whatever their value was before).
+int64_t pruned_entries(const PruneSpec& prune, Component component, const ModelConfig& config);
+
+struct PlanSize {
+  int64_t linear_parameters = 0;   // entries of all linear projections of all layers of the uncompressed model
+  int64_t linear_kept = 0;         // of those, not removed by a dropped layer nor zeroed by a prune
+  int64_t linear_int8 = 0;         // of the kept ones, stored as int8
+  int64_t parameters = 0;          // whole model (embeddings, norms, lm_head) minus the removed/zeroed entries
+  double sparsity = 0.0;           // 1 - linear_kept / linear_parameters
+  int64_t linear_bytes = 0;        // kept linear entries at 2 bytes (fp16) or 1 byte (int8); zeros not stored
+};
+PlanSize plan_size(const CompressionPlan& plan, const ModelConfig& config);
+
+// ---- Feature vector (layout documented in src/compress/FEATURES.md) ------------------------------------------
+constexpr int kFeaturesPerComponent = 2 + kNumPruneMethods;                        // sparsity, one-hot, int8
+constexpr int kFeaturesPerLayer = kNumComponents * kFeaturesPerComponent + 1;       // + removed flag
+int64_t plan_feature_count(const ModelConfig& config);
+std::vector<std::string> plan_feature_names(const ModelConfig& config);
+std::vector<float> plan_features(const CompressionPlan& plan, const ModelConfig& config);
+// The plan with what has no effect taken out: components of removed layers are emptied and prunes of sparsity 0
+// dropped. Equal canonical plans compress a model identically and have equal features.
+CompressionPlan canonical_plan(const CompressionPlan& plan);
+// Inverse of plan_features: plan_from_features(plan_features(p)) == canonical_plan(p).
+CompressionPlan plan_from_features(std::span<const float> features, const ModelConfig& config);
+
+}  // namespace divprune
