@@ -26,6 +26,16 @@ struct VocabPartials {
   void resize(size_t n);
 };
 
+// Per-row sums of Backend::kl_partials over a local vocab slice; "stored" columns are those where the base
+// log-prob is finite (all of them with full storage).
+struct KlPartials {
+  std::vector<double> kl;           // (n) sum over stored columns of p_b (log p_b - log p_c)
+  std::vector<double> base_mass;    // (n) sum over stored columns of p_b
+  std::vector<double> model_mass;   // (n) sum over stored columns of p_c
+  std::vector<double> model_total;  // (n) sum over all columns of p_c (1 but for the rounding of log_z)
+  void resize(size_t n);
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -59,7 +69,21 @@ class Backend {
   // Log-softmax statistics of logits (n, V) whose column j is token vocab_begin + j. targets may be empty.
   virtual void vocab_partials(const Tensor& logits, std::span<const int32_t> targets, int64_t vocab_begin,
                               VocabPartials& out) = 0;
+  // KL(base || this model) partials of a local vocab slice, before the sum over tensor-parallel ranks
+  // (metrics/divergence.hpp: distributed_kl). The base log-probs are log p_b(i, j) = base_values(i, j) -
+  // base_offset[i] (the double offset keeps a row's renormalisation exact: fp16 values are exact in float,
+  // their difference with a double offset is not); base_values is host (n, V) float32, -inf where the base
+  // distribution is not stored (outside a top-k). With log p_c = logits(i, j) - log_z[i] (log_z: the
+  // whole-vocabulary log-partition from combine_vocab_partials), see KlPartials for the sums. Exponentials and
+  // sums are in double: the KL of close models is a small difference of log-probs.
+  // The default (kernels/cpu/cpu_backend.cpp) reads host float32 logits in place and downloads any others.
+  virtual void kl_partials(const Tensor& logits, std::span<const float> base_values,
+                           std::span<const double> base_offset, std::span<const double> log_z, KlPartials& out);
 };
+
+// The reference implementation of Backend::kl_partials on host arrays: logits (n, v) row-major.
+void kl_partials_host(const float* logits, int64_t n, int64_t v, std::span<const float> base_values,
+                      std::span<const double> base_offset, std::span<const double> log_z, KlPartials& out);
 
 enum class BackendKind { Cpu, Cuda };
 
