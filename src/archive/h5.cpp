@@ -153,3 +153,363 @@ void H5File::write_double(const std::string& dataset, const Shape& dims, const d
 void H5File::flush() { H5Fflush(id(), H5F_SCOPE_GLOBAL); }
 
 }  // namespace divprune
+
+// ---- Extensions for the run archive ----------------------------------------------------------------------------
+
+namespace divprune {
+
+namespace {
+
+// IEEE half as h5py builds it (h5t.pyx): a copy of float32 with 1-5-10 fields and bias 15.
+hid_t half_type() {
+  static hid_t type = [] {
+    hid_t t = H5Tcopy(H5T_IEEE_F32LE);
+    H5Tset_fields(t, 15, 10, 5, 0, 10);
+    H5Tset_size(t, 2);
+    H5Tset_ebias(t, 15);
+    H5Tlock(t);
+    return t;
+  }();
+  return type;
+}
+
+hid_t file_type(H5Type t) {
+  switch (t) {
+    case H5Type::F16: return half_type();
+    case H5Type::F32: return H5T_IEEE_F32LE;
+    case H5Type::F64: return H5T_IEEE_F64LE;
+    case H5Type::I32: return H5T_STD_I32LE;
+    case H5Type::I64: return H5T_STD_I64LE;
+    case H5Type::U8: return H5T_STD_U8LE;
+  }
+  return -1;
+}
+
+hid_t mem_type(H5Type t) {
+  switch (t) {
+    case H5Type::F16: return half_type();
+    case H5Type::F32: return H5T_NATIVE_FLOAT;
+    case H5Type::F64: return H5T_NATIVE_DOUBLE;
+    case H5Type::I32: return H5T_NATIVE_INT32;
+    case H5Type::I64: return H5T_NATIVE_INT64;
+    case H5Type::U8: return H5T_NATIVE_UINT8;
+  }
+  return -1;
+}
+
+H5Handle open_object(hid_t file, const std::string& path, const std::string& file_name) {
+  hid_t id = H5Oopen(file, path.c_str(), H5P_DEFAULT);
+  if (id < 0) throw InputError(fmt::format("{}: no object \"{}\"", file_name, path));
+  return H5Handle(id, H5Oclose);
+}
+
+H5Handle string_type() {
+  H5Handle t(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(t.id(), H5T_VARIABLE);
+  H5Tset_cset(t.id(), H5T_CSET_UTF8);
+  return t;
+}
+
+}  // namespace
+
+size_t h5_type_size(H5Type type) {
+  switch (type) {
+    case H5Type::F16: return 2;
+    case H5Type::F32: return 4;
+    case H5Type::F64: return 8;
+    case H5Type::I32: return 4;
+    case H5Type::I64: return 8;
+    case H5Type::U8: return 1;
+  }
+  return 0;
+}
+
+std::vector<int64_t> H5File::read_int64(const std::string& dataset, Shape* d) const {
+  std::vector<int64_t> out(static_cast<size_t>(shape_numel(dims(dataset))));
+  read_raw(dataset, H5T_NATIVE_INT64, out.data(), d, sizeof(int64_t));
+  return out;
+}
+
+std::vector<uint8_t> H5File::read_uint8(const std::string& dataset, Shape* d) const {
+  std::vector<uint8_t> out(static_cast<size_t>(shape_numel(dims(dataset))));
+  read_raw(dataset, H5T_NATIVE_UINT8, out.data(), d, 1);
+  return out;
+}
+
+std::vector<uint16_t> H5File::read_f16_bits(const std::string& dataset, Shape* d) const {
+  std::vector<uint16_t> out(static_cast<size_t>(shape_numel(dims(dataset))));
+  read_raw(dataset, half_type(), out.data(), d, 2);
+  return out;
+}
+
+void H5File::write_int64(const std::string& dataset, const Shape& dims, const int64_t* data, int64_t chunk_rows) {
+  write_raw(dataset, dims, H5T_NATIVE_INT64, H5T_STD_I64LE, data, chunk_rows);
+}
+void H5File::write_uint8(const std::string& dataset, const Shape& dims, const uint8_t* data, int64_t chunk_rows) {
+  write_raw(dataset, dims, H5T_NATIVE_UINT8, H5T_STD_U8LE, data, chunk_rows);
+}
+
+void H5File::write_scalar(const std::string& dataset, double value) {
+  ensure_parent_groups(id(), dataset);
+  if (exists(dataset)) H5Ldelete(id(), dataset.c_str(), H5P_DEFAULT);
+  H5Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  H5Handle ds(H5Dcreate2(id(), dataset.c_str(), H5T_IEEE_F64LE, space.id(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+              H5Dclose);
+  if (ds.id() < 0 || H5Dwrite(ds.id(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, &value) < 0)
+    throw InputError(fmt::format("{}: cannot write dataset \"{}\"", path_, dataset));
+}
+
+void H5File::write_scalar_int(const std::string& dataset, int64_t value) {
+  ensure_parent_groups(id(), dataset);
+  if (exists(dataset)) H5Ldelete(id(), dataset.c_str(), H5P_DEFAULT);
+  H5Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  H5Handle ds(H5Dcreate2(id(), dataset.c_str(), H5T_STD_I64LE, space.id(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+              H5Dclose);
+  if (ds.id() < 0 || H5Dwrite(ds.id(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &value) < 0)
+    throw InputError(fmt::format("{}: cannot write dataset \"{}\"", path_, dataset));
+}
+
+void H5File::write_strings(const std::string& dataset, const std::vector<std::string>& values) {
+  ensure_parent_groups(id(), dataset);
+  if (exists(dataset)) H5Ldelete(id(), dataset.c_str(), H5P_DEFAULT);
+  hsize_t n = values.size();
+  H5Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose);
+  H5Handle type = string_type();
+  H5Handle ds(H5Dcreate2(id(), dataset.c_str(), type.id(), space.id(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
+  if (ds.id() < 0) throw InputError(fmt::format("{}: cannot create dataset \"{}\"", path_, dataset));
+  std::vector<const char*> pointers;
+  for (const auto& v : values) pointers.push_back(v.c_str());
+  if (n > 0 && H5Dwrite(ds.id(), type.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, pointers.data()) < 0)
+    throw InputError(fmt::format("{}: cannot write dataset \"{}\"", path_, dataset));
+}
+
+std::vector<std::string> H5File::read_strings(const std::string& dataset) const {
+  const Shape d = dims(dataset);
+  if (d.size() != 1) throw InputError(fmt::format("{}: \"{}\" is not a 1-D string array", path_, dataset));
+  H5Handle ds(H5Dopen2(id(), dataset.c_str(), H5P_DEFAULT), H5Dclose);
+  H5Handle type = string_type();
+  std::vector<char*> pointers(static_cast<size_t>(d[0]), nullptr);
+  if (d[0] > 0 && H5Dread(ds.id(), type.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, pointers.data()) < 0)
+    throw InputError(fmt::format("{}: cannot read strings \"{}\"", path_, dataset));
+  std::vector<std::string> out;
+  for (char* p : pointers) out.emplace_back(p != nullptr ? p : "");
+  if (d[0] > 0) {
+    H5Handle space(H5Dget_space(ds.id()), H5Sclose);
+    H5Dvlen_reclaim(type.id(), space.id(), H5P_DEFAULT, pointers.data());
+  }
+  return out;
+}
+
+void H5File::create_dataset(const std::string& dataset, H5Type type, const Shape& dims, int64_t chunk_rows,
+                            bool compress) {
+  ensure_parent_groups(id(), dataset);
+  if (exists(dataset)) H5Ldelete(id(), dataset.c_str(), H5P_DEFAULT);
+  std::vector<hsize_t> d(dims.begin(), dims.end());
+  H5Handle space(H5Screate_simple(static_cast<int>(d.size()), d.data(), nullptr), H5Sclose);
+  H5Handle props(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  if (chunk_rows > 0 && !d.empty() && shape_numel(dims) > 0) {
+    std::vector<hsize_t> chunk = d;
+    chunk[0] = std::min<hsize_t>(d[0], static_cast<hsize_t>(chunk_rows));
+    H5Pset_chunk(props.id(), static_cast<int>(chunk.size()), chunk.data());
+    if (compress) {
+      H5Pset_shuffle(props.id());
+      H5Pset_deflate(props.id(), 4);
+    }
+  }
+  H5Handle ds(H5Dcreate2(id(), dataset.c_str(), file_type(type), space.id(), H5P_DEFAULT, props.id(), H5P_DEFAULT),
+              H5Dclose);
+  if (ds.id() < 0) throw InputError(fmt::format("{}: cannot create dataset \"{}\"", path_, dataset));
+}
+
+namespace {
+// The hyperslab of rows [row0, row0 + rows) of a dataset and the matching memory space.
+struct RowSlab {
+  H5Handle file_space, mem_space;
+};
+RowSlab row_slab(hid_t ds, int64_t row0, int64_t rows, const std::string& where) {
+  RowSlab s{H5Handle(H5Dget_space(ds), H5Sclose), H5Handle()};
+  const int rank = H5Sget_simple_extent_ndims(s.file_space.id());
+  std::vector<hsize_t> d(static_cast<size_t>(std::max(rank, 0)));
+  H5Sget_simple_extent_dims(s.file_space.id(), d.data(), nullptr);
+  if (d.empty() || row0 < 0 || rows < 0 || static_cast<hsize_t>(row0 + rows) > d[0])
+    throw InputError(fmt::format("{}: rows [{}, {}) outside the dataset", where, row0, row0 + rows));
+  std::vector<hsize_t> start(d.size(), 0), count = d;
+  start[0] = static_cast<hsize_t>(row0);
+  count[0] = static_cast<hsize_t>(rows);
+  H5Sselect_hyperslab(s.file_space.id(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr);
+  s.mem_space = H5Handle(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr), H5Sclose);
+  return s;
+}
+}  // namespace
+
+void H5File::write_rows(const std::string& dataset, H5Type type, int64_t row0, int64_t rows, const void* data) {
+  if (rows == 0) return;
+  H5Handle ds(H5Dopen2(id(), dataset.c_str(), H5P_DEFAULT), H5Dclose);
+  if (ds.id() < 0) throw InputError(fmt::format("{}: missing dataset \"{}\"", path_, dataset));
+  RowSlab slab = row_slab(ds.id(), row0, rows, path_ + ":" + dataset);
+  if (H5Dwrite(ds.id(), mem_type(type), slab.mem_space.id(), slab.file_space.id(), H5P_DEFAULT, data) < 0)
+    throw InputError(fmt::format("{}: cannot write rows of \"{}\"", path_, dataset));
+}
+
+void H5File::read_rows(const std::string& dataset, H5Type type, int64_t row0, int64_t rows, void* out) const {
+  if (rows == 0) return;
+  H5Handle ds(H5Dopen2(id(), dataset.c_str(), H5P_DEFAULT), H5Dclose);
+  if (ds.id() < 0) throw InputError(fmt::format("{}: missing dataset \"{}\"", path_, dataset));
+  RowSlab slab = row_slab(ds.id(), row0, rows, path_ + ":" + dataset);
+  if (H5Dread(ds.id(), mem_type(type), slab.mem_space.id(), slab.file_space.id(), H5P_DEFAULT, out) < 0)
+    throw InputError(fmt::format("{}: cannot read rows of \"{}\"", path_, dataset));
+}
+
+void H5File::create_group(const std::string& group) {
+  if (group.empty() || group == "/" || exists(group)) return;
+  ensure_parent_groups(id(), group + "/x");
+}
+
+void H5File::remove(const std::string& name) {
+  if (exists(name)) H5Ldelete(id(), name.c_str(), H5P_DEFAULT);
+}
+
+bool H5File::is_group(const std::string& name) const {
+  if (name != "/" && !exists(name)) return false;
+  H5O_info_t info;
+  if (H5Oget_info_by_name(id(), name.c_str(), &info, H5P_DEFAULT) < 0) return false;
+  return info.type == H5O_TYPE_GROUP;
+}
+
+std::vector<std::string> H5File::children(const std::string& group) const {
+  std::vector<std::string> out;
+  if (!is_group(group)) return out;
+  H5Handle g(H5Gopen2(id(), group.c_str(), H5P_DEFAULT), H5Gclose);
+  H5G_info_t info;
+  H5Gget_info(g.id(), &info);
+  for (hsize_t i = 0; i < info.nlinks; ++i) {
+    const ssize_t size = H5Lget_name_by_idx(g.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    if (size < 0) continue;
+    std::string name(static_cast<size_t>(size), '\0');
+    H5Lget_name_by_idx(g.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size() + 1, H5P_DEFAULT);
+    out.push_back(name);
+  }
+  return out;
+}
+
+namespace {
+void delete_attr_if_present(hid_t object, const std::string& name) {
+  if (H5Aexists(object, name.c_str()) > 0) H5Adelete(object, name.c_str());
+}
+}  // namespace
+
+void H5File::set_attr(const std::string& object, const std::string& name, const std::string& value) {
+  H5Handle obj = open_object(id(), object, path_);
+  delete_attr_if_present(obj.id(), name);
+  H5Handle type = string_type();
+  H5Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  H5Handle attr(H5Acreate2(obj.id(), name.c_str(), type.id(), space.id(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  const char* p = value.c_str();
+  if (attr.id() < 0 || H5Awrite(attr.id(), type.id(), &p) < 0)
+    throw InputError(fmt::format("{}: cannot write attribute {}@{}", path_, object, name));
+}
+
+void H5File::set_attr(const std::string& object, const std::string& name, int64_t value) {
+  H5Handle obj = open_object(id(), object, path_);
+  delete_attr_if_present(obj.id(), name);
+  H5Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  H5Handle attr(H5Acreate2(obj.id(), name.c_str(), H5T_STD_I64LE, space.id(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  if (attr.id() < 0 || H5Awrite(attr.id(), H5T_NATIVE_INT64, &value) < 0)
+    throw InputError(fmt::format("{}: cannot write attribute {}@{}", path_, object, name));
+}
+
+void H5File::set_attr(const std::string& object, const std::string& name, double value) {
+  H5Handle obj = open_object(id(), object, path_);
+  delete_attr_if_present(obj.id(), name);
+  H5Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  H5Handle attr(H5Acreate2(obj.id(), name.c_str(), H5T_IEEE_F64LE, space.id(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  if (attr.id() < 0 || H5Awrite(attr.id(), H5T_NATIVE_DOUBLE, &value) < 0)
+    throw InputError(fmt::format("{}: cannot write attribute {}@{}", path_, object, name));
+}
+
+void H5File::set_attr(const std::string& object, const std::string& name, const std::vector<double>& values) {
+  H5Handle obj = open_object(id(), object, path_);
+  delete_attr_if_present(obj.id(), name);
+  hsize_t n = values.size();
+  H5Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose);
+  H5Handle attr(H5Acreate2(obj.id(), name.c_str(), H5T_IEEE_F64LE, space.id(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  if (attr.id() < 0 || (n > 0 && H5Awrite(attr.id(), H5T_NATIVE_DOUBLE, values.data()) < 0))
+    throw InputError(fmt::format("{}: cannot write attribute {}@{}", path_, object, name));
+}
+
+bool H5File::has_attr(const std::string& object, const std::string& name) const {
+  if (object != "/" && !exists(object)) return false;
+  return H5Aexists_by_name(id(), object.c_str(), name.c_str(), H5P_DEFAULT) > 0;
+}
+
+namespace {
+H5Handle open_attr(hid_t file, const std::string& object, const std::string& name, const std::string& path) {
+  hid_t a = H5Aopen_by_name(file, object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT);
+  if (a < 0) throw InputError(fmt::format("{}: missing attribute {}@{}", path, object, name));
+  return H5Handle(a, H5Aclose);
+}
+}  // namespace
+
+std::string H5File::attr_string(const std::string& object, const std::string& name) const {
+  H5Handle attr = open_attr(id(), object, name, path_);
+  H5Handle type(H5Aget_type(attr.id()), H5Tclose);
+  if (H5Tget_class(type.id()) != H5T_STRING)
+    throw InputError(fmt::format("{}: attribute {}@{} is not a string", path_, object, name));
+  if (H5Tis_variable_str(type.id()) > 0) {
+    H5Handle mem = string_type();
+    char* value = nullptr;
+    if (H5Aread(attr.id(), mem.id(), &value) < 0)
+      throw InputError(fmt::format("{}: cannot read attribute {}@{}", path_, object, name));
+    std::string out = value != nullptr ? value : "";
+    H5free_memory(value);
+    return out;
+  }
+  const size_t size = H5Tget_size(type.id());
+  std::string out(size, '\0');
+  H5Aread(attr.id(), type.id(), out.data());
+  out.resize(out.find('\0') == std::string::npos ? size : out.find('\0'));
+  return out;
+}
+
+int64_t H5File::attr_int(const std::string& object, const std::string& name) const {
+  H5Handle attr = open_attr(id(), object, name, path_);
+  int64_t value = 0;
+  if (H5Aread(attr.id(), H5T_NATIVE_INT64, &value) < 0)
+    throw InputError(fmt::format("{}: attribute {}@{} is not an integer", path_, object, name));
+  return value;
+}
+
+double H5File::attr_double(const std::string& object, const std::string& name) const {
+  H5Handle attr = open_attr(id(), object, name, path_);
+  double value = 0;
+  if (H5Aread(attr.id(), H5T_NATIVE_DOUBLE, &value) < 0)
+    throw InputError(fmt::format("{}: attribute {}@{} is not a number", path_, object, name));
+  return value;
+}
+
+std::vector<double> H5File::attr_doubles(const std::string& object, const std::string& name) const {
+  H5Handle attr = open_attr(id(), object, name, path_);
+  H5Handle space(H5Aget_space(attr.id()), H5Sclose);
+  const hssize_t n = H5Sget_simple_extent_npoints(space.id());
+  std::vector<double> out(static_cast<size_t>(std::max<hssize_t>(n, 0)));
+  if (n > 0 && H5Aread(attr.id(), H5T_NATIVE_DOUBLE, out.data()) < 0)
+    throw InputError(fmt::format("{}: attribute {}@{} is not numeric", path_, object, name));
+  return out;
+}
+
+std::vector<std::string> H5File::attr_names(const std::string& object) const {
+  H5Handle obj = open_object(id(), object, path_);
+  H5O_info_t info;
+  H5Oget_info(obj.id(), &info);
+  std::vector<std::string> out;
+  for (hsize_t i = 0; i < info.num_attrs; ++i) {
+    const ssize_t size = H5Aget_name_by_idx(obj.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    if (size < 0) continue;
+    std::string name(static_cast<size_t>(size), '\0');
+    H5Aget_name_by_idx(obj.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size() + 1, H5P_DEFAULT);
+    out.push_back(name);
+  }
+  return out;
+}
+
+}  // namespace divprune

@@ -42,6 +42,11 @@ class H5Handle {
 
 enum class H5Mode { Read, ReadWrite, Truncate };
 
+// Element types of datasets written through write_rows/create_dataset. F16 is IEEE half (h5py reads it as
+// numpy float16); in memory it is the raw uint16 bit pattern (core/dtype.hpp: float_to_half / half_to_float).
+enum class H5Type { F16, F32, F64, I32, I64, U8 };
+size_t h5_type_size(H5Type type);
+
 class H5File {
  public:
   H5File(const std::filesystem::path& path, H5Mode mode);
@@ -60,6 +65,48 @@ class H5File {
   void write_int32(const std::string& dataset, const Shape& dims, const int32_t* data, int64_t chunk_rows = 0);
   void write_double(const std::string& dataset, const Shape& dims, const double* data);
   void flush();
+
+  // ---- Extensions for the run archive (archive/archive.hpp) ----
+  std::vector<int64_t> read_int64(const std::string& dataset, Shape* dims = nullptr) const;
+  std::vector<uint8_t> read_uint8(const std::string& dataset, Shape* dims = nullptr) const;
+  std::vector<uint16_t> read_f16_bits(const std::string& dataset, Shape* dims = nullptr) const;
+  std::vector<std::string> read_strings(const std::string& dataset) const;  // 1-D variable-length strings
+  void write_int64(const std::string& dataset, const Shape& dims, const int64_t* data, int64_t chunk_rows = 0);
+  void write_uint8(const std::string& dataset, const Shape& dims, const uint8_t* data, int64_t chunk_rows = 0);
+  void write_strings(const std::string& dataset, const std::vector<std::string>& values);
+  void write_scalar(const std::string& dataset, double value);
+  void write_scalar_int(const std::string& dataset, int64_t value);
+
+  // A dataset of `dims` filled later by write_rows. chunk_rows > 0: chunked along dim 0 (and gzip when
+  // `compress`); chunk_rows = 0: contiguous. Replaces an existing dataset of that name.
+  void create_dataset(const std::string& dataset, H5Type type, const Shape& dims, int64_t chunk_rows, bool compress);
+  // Rows [row0, row0 + rows) along dim 0; `data` holds rows × (product of the other dims) elements of `type`.
+  void write_rows(const std::string& dataset, H5Type type, int64_t row0, int64_t rows, const void* data);
+  void read_rows(const std::string& dataset, H5Type type, int64_t row0, int64_t rows, void* out) const;
+
+  // Groups and links.
+  void create_group(const std::string& group);     // with intermediate groups; no-op when it exists
+  void remove(const std::string& name);            // unlinks a dataset or group (no-op when missing)
+  std::vector<std::string> children(const std::string& group) const;  // member names, sorted by name
+  bool is_group(const std::string& name) const;
+
+  // Attributes of an object ("/" is the root group). Setting replaces an existing attribute.
+  void set_attr(const std::string& object, const std::string& name, const std::string& value);
+  void set_attr(const std::string& object, const std::string& name, const char* value) {
+    set_attr(object, name, std::string(value));
+  }
+  void set_attr(const std::string& object, const std::string& name, int64_t value);
+  void set_attr(const std::string& object, const std::string& name, int value) {
+    set_attr(object, name, static_cast<int64_t>(value));
+  }
+  void set_attr(const std::string& object, const std::string& name, double value);
+  void set_attr(const std::string& object, const std::string& name, const std::vector<double>& values);
+  bool has_attr(const std::string& object, const std::string& name) const;
+  std::string attr_string(const std::string& object, const std::string& name) const;
+  int64_t attr_int(const std::string& object, const std::string& name) const;
+  double attr_double(const std::string& object, const std::string& name) const;
+  std::vector<double> attr_doubles(const std::string& object, const std::string& name) const;
+  std::vector<std::string> attr_names(const std::string& object) const;
 
  private:
   void read_raw(const std::string& dataset, hid_t mem_type, void* out, Shape* dims, size_t elem) const;

@@ -40,5 +40,6 @@ std::unique_ptr<Command> make_generate_command();
 std::unique_ptr<Command> make_logits_command();
 std::unique_ptr<Command> make_perplexity_command();
 std::unique_ptr<Command> make_demo_command();
+std::unique_ptr<Command> make_run_command();
 
 }  // namespace divprune

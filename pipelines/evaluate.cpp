@@ -1,0 +1,264 @@
+// The `evaluate` stage: every plan of the configuration against the archived base outputs (perplexity, KL,
+// same-top-1, Δp, FDT/SDT, multiple-choice accuracy and flips; metrics/plan_metrics.hpp).
+//
+// Plans are spread over replicas by the work queue, one plan per request. A replica applies the plan to a
+// working copy of its pristine weights (compress/operators.hpp: apply_plan, collective over its tp group only)
+// and runs every perplexity chunk, prompt and multiple-choice item, spreading them over its CPU workers.
+// The coordinator compares each result with the base outputs and archives the plan (one transaction, the
+// `complete` attribute last) as soon as it arrives. Plans are identified by the hash of their canonical YAML:
+// a rerun skips every plan already complete in the archive and redoes incomplete ones.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <set>
+
+#include "archive/sha256.hpp"
+#include "compress/operators.hpp"
+#include "compress/plan.hpp"
+#include "core/errors.hpp"
+#include "metrics/divergence.hpp"
+#include "metrics/teacher_forced.hpp"
+#include "pipelines/stage.hpp"
+
+namespace divprune {
+
+namespace {
+
+struct ParsedPlan {
+  PlanEntry entry;
+  CompressionPlan plan;
+  std::string yaml;   // canonical
+  std::string hash;
+  std::string id;
+};
+
+// Every rank receives this rank's slice of the base log-probs of the kept chunks. The coordinator reads a
+// chunk's rows, computes their log-sum-exps (full storage) and broadcasts both.
+BaseLogprobSlices load_base_logprobs(const RunArchive& archive, const EvalSet& set, const Topology& topo,
+                                     const ShardLayout& layout, int64_t vocab) {
+  int32_t mode_code = 0, k = 0;
+  if (topo.is_coordinator()) {
+    const LogprobMode mode = archive.base_logprob_mode();
+    mode_code = static_cast<int32_t>(mode);
+    k = static_cast<int32_t>(archive.base_top_k());
+  }
+  CHECK_MPI(MPI_Bcast(&mode_code, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
+  CHECK_MPI(MPI_Bcast(&k, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
+  const auto mode = static_cast<LogprobMode>(mode_code);
+  BaseLogprobSlices slices(mode, vocab, layout.vocab);
+  if (mode == LogprobMode::None) return slices;
+  for (int64_t c = 0; c < set.kept_chunks; ++c) {
+    const int64_t row0 = set.chunk_offset(c), n = static_cast<int64_t>(set.chunks[static_cast<size_t>(c)].size());
+    std::vector<uint16_t> bits;
+    std::vector<int32_t> ids;
+    std::vector<double> lse;
+    if (topo.is_coordinator()) {
+      if (mode == LogprobMode::Full) {
+        archive.read_base_logprobs(row0, n, bits);
+        lse = half_row_lse(bits, n, vocab);
+      } else {
+        archive.read_base_topk(row0, n, ids, bits);
+      }
+    }
+    const int64_t width = mode == LogprobMode::Full ? vocab : k;
+    bits.resize(static_cast<size_t>(n * width));
+    CHECK_MPI(MPI_Bcast(bits.data(), static_cast<int>(bits.size()), MPI_UINT16_T, 0, MPI_COMM_WORLD));
+    if (mode == LogprobMode::Full) {
+      lse.resize(static_cast<size_t>(n));
+      CHECK_MPI(MPI_Bcast(lse.data(), static_cast<int>(n), MPI_DOUBLE, 0, MPI_COMM_WORLD));
+      slices.add_full_chunk(bits, n, lse);
+    } else {
+      ids.resize(static_cast<size_t>(n * k));
+      CHECK_MPI(MPI_Bcast(ids.data(), static_cast<int>(ids.size()), MPI_INT32_T, 0, MPI_COMM_WORLD));
+      slices.add_topk_chunk(ids, bits, n, k);
+    }
+  }
+  return slices;
+}
+
+// One plan on this replica: apply, then every chunk / prompt / item. Collective over the tp group.
+PlanOutputs evaluate_plan(ModelReplica& replica, const CompressionPlan& plan, const EvalSet& set,
+                          const std::vector<int32_t>& continuation, const BaseLogprobSlices& base,
+                          const std::function<void()>& between) {
+  const auto start = std::chrono::steady_clock::now();
+  LlamaModel& main_model = replica.model();
+  apply_plan(plan, replica.config(), replica.pristine(), replica.backend(), main_model.weights(), main_model.comm());
+  const int32_t bos = replica.config().bos_id;
+  const int64_t chunks = static_cast<int64_t>(set.chunks.size()), prompts = static_cast<int64_t>(set.prompts.size()),
+                items = static_cast<int64_t>(set.mc_answer.size()), n = set.continuation;
+  PlanOutputs out;
+  out.nll.assign(static_cast<size_t>(set.tokens()), 0.0);
+  out.argmax.assign(out.nll.size(), 0);
+  out.kl.assign(static_cast<size_t>(set.kept_tokens()), 0.0);
+  out.tf_argmax.assign(static_cast<size_t>(prompts * n), 0);
+  out.mc_logprob.assign(static_cast<size_t>(set.mc_choice_count()), 0.0);
+  std::vector<int64_t> choice_offset{0};
+  for (const auto& c : set.mc_choices) choice_offset.push_back(choice_offset.back() + static_cast<int64_t>(c.size()));
+
+  run_tasks(
+      replica.workers(), chunks + prompts + items, set.longest_sequence(),
+      [&](LlamaModel& model, KvCache& cache, int64_t t) {
+        if (t < chunks) {
+          const auto& chunk = set.chunks[static_cast<size_t>(t)];
+          const ScoredTargets scored = score_targets(model, cache, {}, chunk, bos);
+          const int64_t offset = set.chunk_offset(t);
+          std::copy(scored.stats.nll.begin(), scored.stats.nll.end(), out.nll.begin() + offset);
+          std::copy(scored.stats.argmax.begin(), scored.stats.argmax.end(), out.argmax.begin() + offset);
+          if (t < set.kept_chunks && t < base.chunks()) {
+            std::vector<float> values;
+            std::vector<double> base_offset;
+            base.dense(t, values, base_offset);
+            const std::vector<double> kl = distributed_kl(model.backend(), model.comm(), scored.logits, values, base_offset,
+                                                          scored.stats.log_z, base.mode() == LogprobMode::TopK);
+            std::copy(kl.begin(), kl.end(), out.kl.begin() + offset);
+          }
+        } else if (t < chunks + prompts) {
+          const int64_t p = t - chunks;
+          const std::span<const int32_t> cont(continuation.data() + p * n, static_cast<size_t>(n));
+          const ScoredTargets scored = score_targets(model, cache, set.prompts[static_cast<size_t>(p)], cont, bos);
+          std::copy(scored.stats.argmax.begin(), scored.stats.argmax.end(), out.tf_argmax.begin() + p * n);
+        } else {
+          const int64_t i = t - chunks - prompts;
+          const auto& choices = set.mc_choices[static_cast<size_t>(i)];
+          for (size_t c = 0; c < choices.size(); ++c)
+            out.mc_logprob[static_cast<size_t>(choice_offset[static_cast<size_t>(i)]) + c] =
+                choice_logprob(model, cache, set.mc_context[static_cast<size_t>(i)], choices[c], bos);
+        }
+      },
+      between);
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return out;
+}
+
+// The results of every plan of the configuration (also those complete from earlier runs), on stdout.
+void print_plan_table(const RunArchive& archive, const std::vector<ParsedPlan>& plans) {
+  fmt::print("{:<24} {:>10} {:>8} {:>10} {:>9} {:>9} {:>8} {:>8} {:>8} {:>7}\n", "plan", "ppl", "ppl/base", "KL mean",
+             "KL se", "same-top1", "FDT", "SDT", "MC acc", "flips");
+  std::set<std::string> printed;
+  for (const ParsedPlan& p : plans) {
+    if (!printed.insert(p.id).second) continue;
+    auto s = archive.read_plan_summary(p.id);
+    fmt::print("{:<24} {:>10.4f} {:>8.4f} {:>10.3e} {:>9.2e} {:>9.4f} {:>8.2f} {:>8.4f} {:>8.3f} {:>7.0f}\n",
+               p.entry.name.substr(0, 24), s["perplexity"], s["perplexity_ratio"], s["kl_mean"], s["kl_stderr"],
+               s["same_top1_rate"], s["fdt_mean"], s["sdt_mean"], s["mc_accuracy_sum"], s["mc_flips_sum_total"]);
+  }
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+void run_evaluate_stage(StageContext& ctx) {
+  const Topology& topo = ctx.topology;
+  const ModelConfig& model_config = ctx.replica.config();
+  const ShardLayout& layout = ctx.replica.pristine().layout;
+
+  // Plans: parsed and checked against the model and this rank's tp layout on every rank.
+  std::vector<ParsedPlan> plans;
+  collective_step(MPI_COMM_WORLD, [&] {
+    if (ctx.config.plans.empty())
+      throw InputError(fmt::format("{}: the evaluate stage needs evaluate.plans", ctx.config.file.string()));
+    for (const PlanEntry& e : ctx.config.plans) {
+      ParsedPlan p;
+      p.entry = e;
+      p.plan = parse_plan(e.yaml, model_config, e.source == "inline" ? e.where : e.source);
+      validate_plan_for_layout(p.plan, model_config, layout, e.where);
+      p.yaml = plan_to_yaml(canonical_plan(p.plan));
+      p.hash = sha256_hex(p.yaml);
+      p.id = plan_id_from_hash(p.hash);
+      plans.push_back(std::move(p));
+    }
+  });
+
+  // The coordinator reads the evaluation data and base outputs, and decides which plans are still to do.
+  EvalSet set;
+  BaseOutputs base;
+  Bytes payload;
+  std::vector<int64_t> pending;
+  collective_step(MPI_COMM_WORLD, [&] {
+    if (!topo.is_coordinator()) return;
+    set = ctx.archive.read_eval_set();
+    base = ctx.archive.read_base_outputs();
+    payload = serialize(set);
+    const auto status = ctx.archive.plan_status();
+    std::set<std::string> seen;
+    int64_t complete = 0;
+    for (size_t i = 0; i < plans.size(); ++i) {
+      const ParsedPlan& p = plans[i];
+      if (!seen.insert(p.id).second) {
+        spdlog::warn("evaluate: {} ({}) is the same plan as an earlier entry, evaluated once", p.entry.name, p.entry.where);
+        continue;
+      }
+      const auto it = status.find(p.id);
+      if (it != status.end() && it->second) {
+        ++complete;
+        spdlog::info("evaluate: plan {} [{}] is complete in the archive, skipped", p.entry.name, p.id);
+        continue;
+      }
+      if (it != status.end()) {
+        spdlog::info("evaluate: plan {} [{}] is incomplete in the archive (interrupted run), redone", p.entry.name, p.id);
+        ctx.archive.remove_plan(p.id);
+      }
+      pending.push_back(static_cast<int64_t>(i));
+    }
+    ctx.archive.write_feature_names(plan_feature_names(model_config));
+    spdlog::info("evaluate: {} plans, {} already complete, {} to evaluate on {} replica(s) x tp {}", seen.size(),
+                 complete, pending.size(), topo.replicas, topo.tp);
+  });
+  broadcast_vector(pending);
+  if (pending.empty()) {
+    if (topo.is_coordinator()) print_plan_table(ctx.archive, plans);
+    return;
+  }
+  broadcast_bytes(payload);
+  if (!topo.is_coordinator()) set = deserialize_eval_set(payload);
+  std::vector<int32_t> continuation = base.continuation;
+  broadcast_vector(continuation);
+  const BaseLogprobSlices slices = load_base_logprobs(ctx.archive, set, topo, layout, model_config.vocab_size);
+
+  int64_t archived = 0;
+  auto on_result = [&](int64_t item, int replica, Bytes&& bytes) {
+    const ParsedPlan& p = plans[static_cast<size_t>(pending[static_cast<size_t>(item)])];
+    const PlanOutputs outputs = deserialize_plan_outputs(bytes);
+    const PlanComparison cmp = compare_to_base(set, base, outputs);
+    PlanRecord record;
+    record.id = p.id;
+    record.hash = p.hash;
+    record.name = p.entry.name;
+    record.source = p.entry.source;
+    record.yaml = p.yaml;
+    record.order = pending[static_cast<size_t>(item)];
+    record.run_index = ctx.run_index;
+    record.replica = replica;
+    record.seconds = outputs.seconds;
+    const PlanSize size = plan_size(p.plan, model_config);
+    record.sparsity = size.sparsity;
+    record.parameters = size.parameters;
+    record.features = plan_features(p.plan, model_config);
+    record.per_token = ctx.config.store_per_token;
+    ctx.archive.write_plan(record, set, outputs, cmp);
+    ++archived;
+    std::map<std::string, double> s;
+    for (const SummaryEntry& e : cmp.summary) s[e.name] = e.value;
+    spdlog::info("archived plan {} [{}] ({}/{}, replica {}, {:.1f} s): ppl {:.4f}, KL {:.3e} ± {:.1e}, same-top1 {:.4f}, "
+                 "FDT {:.2f}, SDT {:.3f}, flips {:.0f}/{:.0f}",
+                 p.entry.name, p.id, archived, pending.size(), replica, outputs.seconds, s["perplexity"], s["kl_mean"],
+                 s["kl_stderr"], s["same_top1_rate"], s["fdt_mean"], s["sdt_mean"], s["mc_flips_sum_total"],
+                 s["mc_items"]);
+  };
+
+  WorkQueue queue(topo, static_cast<int64_t>(pending.size()), on_result);
+  while (const auto item = queue.next()) {
+    const ParsedPlan& p = plans[static_cast<size_t>(pending[static_cast<size_t>(*item)])];
+    PlanOutputs outputs = evaluate_plan(ctx.replica, p.plan, set, continuation, slices, [&] { queue.poll(); });
+    queue.submit(*item, topo.is_replica_leader() ? serialize(outputs) : Bytes{});
+  }
+  queue.finish();
+  // Leave the replica as the next stage expects it: the pristine weights.
+  LlamaModel& model = ctx.replica.model();
+  apply_plan(CompressionPlan::identity(model_config.num_layers), model_config, ctx.replica.pristine(),
+             ctx.replica.backend(), model.weights(), model.comm());
+  if (topo.is_coordinator()) print_plan_table(ctx.archive, plans);
+}
+
+}  // namespace divprune

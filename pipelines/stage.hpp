@@ -1,0 +1,60 @@
+#pragma once
+// The stages `divprune run` executes (DESIGN: "Shape of a run"), and what they share: the configuration, the
+// topology, this rank's model replica and the archive (written by the coordinator only).
+//
+// A stage is a function run on every rank. It reads its inputs from the archive on the coordinator and
+// broadcasts them, spreads its work over replicas (parallel/work_queue.hpp), and the coordinator archives
+// results as they arrive. Add a stage by writing pipelines/<name>.cpp and listing it in stage_registry().
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "archive/archive.hpp"
+#include "parallel/replica.hpp"
+#include "parallel/topology.hpp"
+#include "parallel/work_queue.hpp"
+#include "pipelines/run_config.hpp"
+
+namespace divprune {
+
+struct StageContext {
+  const RunConfig& config;
+  const Topology& topology;
+  ModelReplica& replica;
+  RunArchive& archive;
+  int64_t run_index = 0;   // this invocation's index in /runs
+};
+
+using StageFunction = std::function<void(StageContext&)>;
+// Stage name -> function, in no particular order (the configuration's `stages` list gives the order).
+const std::map<std::string, StageFunction>& stage_registry();
+
+void run_baseline_stage(StageContext& context);
+void run_evaluate_stage(StageContext& context);
+
+// ---- helpers shared by stages ----
+
+// Runs tasks 0..count-1 on the replica's workers (model/KV cache per worker). At tp = 1 with several CPU
+// workers, threads take tasks from a shared counter; otherwise tasks run in order on the calling thread (every
+// tp rank must issue the same collectives in the same order). The calling thread runs worker 0 and calls
+// `between` after each of its tasks (where the coordinator serves the work queue). Exceptions from any worker
+// are rethrown.
+void run_tasks(const std::vector<LlamaModel*>& workers, int64_t count, int64_t cache_capacity,
+               const std::function<void(LlamaModel& model, KvCache& cache, int64_t task)>& task,
+               const std::function<void()>& between);
+
+// Broadcasts a byte payload from world rank 0 to every rank.
+void broadcast_bytes(Bytes& bytes);
+template <typename T>
+void broadcast_vector(std::vector<T>& values) {
+  ByteWriter w;
+  w.put_vector(values);
+  Bytes b = w.take();
+  broadcast_bytes(b);
+  ByteReader r(b);
+  values = r.template get_vector<T>();
+}
+
+}  // namespace divprune

@@ -1,0 +1,138 @@
+#pragma once
+// A dynamic work queue over replicas (DESIGN: "coordinator ──work queue (MPI)──► replicas ──results──► coordinator").
+//
+// Items are indices 0..items-1, known to every rank. The coordinator (world rank 0) owns the counter and hands
+// out the next index to the replica leader that asks; each index goes to exactly one replica. A leader
+// broadcasts its index inside its tensor-parallel group, so every rank of the replica works on the same item.
+// Results (opaque byte payloads) travel from replica leaders back to the coordinator, which hands them to
+// the `on_result` callback (e.g. the archive writer). The coordinator is also replica 0's leader: it serves
+// other leaders whenever it calls poll() (between its own work items, or between chunks of one), and
+// drains every remaining request in finish().
+//
+// Messages use a private duplicate of MPI_COMM_WORLD, so they never match anyone else's receives. Only the
+// calling thread uses MPI (call next/submit/poll/finish from the thread that initialised MPI).
+//
+//   WorkQueue queue(topology, plans.size(), [&](int64_t item, int replica, Bytes payload) { write(...); });
+//   while (auto item = queue.next()) {
+//     Bytes result = evaluate(*item, [&] { queue.poll(); });
+//     queue.submit(*item, std::move(result));        // collective over the tp group; the leader sends
+//   }
+//   queue.finish();                                   // collective over MPI_COMM_WORLD
+#include <mpi.h>
+
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "core/errors.hpp"
+#include "parallel/topology.hpp"
+
+namespace divprune {
+
+using Bytes = std::vector<char>;
+
+// Appends values to a byte payload; ByteReader takes them out in the same order.
+class ByteWriter {
+ public:
+  template <typename T>
+  void put(const T& value) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    const char* p = reinterpret_cast<const char*>(&value);
+    bytes_.insert(bytes_.end(), p, p + sizeof(T));
+  }
+  template <typename T>
+  void put_vector(std::span<const T> values) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    put<int64_t>(static_cast<int64_t>(values.size()));
+    const char* p = reinterpret_cast<const char*>(values.data());
+    bytes_.insert(bytes_.end(), p, p + values.size_bytes());
+  }
+  template <typename T>
+  void put_vector(const std::vector<T>& values) {
+    put_vector(std::span<const T>(values));
+  }
+  void put_string(const std::string& s) { put_vector(std::span<const char>(s.data(), s.size())); }
+  Bytes take() { return std::move(bytes_); }
+
+ private:
+  Bytes bytes_;
+};
+
+class ByteReader {
+ public:
+  explicit ByteReader(const Bytes& bytes) : bytes_(bytes) {}
+  template <typename T>
+  T get() {
+    static_assert(std::is_trivially_copyable_v<T>);
+    EXPECTS(at_ + sizeof(T) <= bytes_.size(), "payload too short");
+    T value;
+    std::memcpy(&value, bytes_.data() + at_, sizeof(T));
+    at_ += sizeof(T);
+    return value;
+  }
+  template <typename T>
+  std::vector<T> get_vector() {
+    const auto n = static_cast<size_t>(get<int64_t>());
+    EXPECTS(at_ + n * sizeof(T) <= bytes_.size(), "payload too short");
+    std::vector<T> out(n);
+    if (n > 0) std::memcpy(out.data(), bytes_.data() + at_, n * sizeof(T));
+    at_ += n * sizeof(T);
+    return out;
+  }
+  std::string get_string() {
+    const auto chars = get_vector<char>();
+    return std::string(chars.begin(), chars.end());
+  }
+  bool done() const { return at_ == bytes_.size(); }
+
+ private:
+  const Bytes& bytes_;
+  size_t at_ = 0;
+};
+
+class WorkQueue {
+ public:
+  // Called on the coordinator only, for every submitted result (its own ones too), in arrival order.
+  using ResultHandler = std::function<void(int64_t item, int replica, Bytes&& payload)>;
+
+  // Collective over MPI_COMM_WORLD (duplicates it). `items` must be equal on every rank.
+  WorkQueue(const Topology& topology, int64_t items, ResultHandler on_result = {});
+  ~WorkQueue();
+  WorkQueue(const WorkQueue&) = delete;
+  WorkQueue& operator=(const WorkQueue&) = delete;
+
+  // Collective over this replica's tp group: the next item for this replica, or nullopt when none is left.
+  std::optional<int64_t> next();
+  // Collective over the tp group: the leader delivers `payload` (other ranks' payloads are ignored) to the
+  // coordinator's handler. Call it before asking for the next item.
+  void submit(int64_t item, Bytes payload);
+  // Coordinator: answers pending requests and receives pending results without blocking. Elsewhere: no-op.
+  void poll();
+  // Collective over MPI_COMM_WORLD, after next() returned nullopt: the coordinator serves until every other
+  // replica leader was told that the queue is empty; then all ranks meet.
+  void finish();
+
+  int64_t items() const { return items_; }
+  // Coordinator: items handed to each replica so far (replica r at index r).
+  const std::vector<int64_t>& handed() const { return handed_; }
+
+ private:
+  void serve(bool block);
+  int64_t take_next(int replica);
+
+  Topology topology_;
+  int64_t items_ = 0;
+  ResultHandler on_result_;
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int64_t next_item_ = 0;          // coordinator: next index to hand out
+  int leaders_done_ = 0;           // coordinator: other leaders that were answered "empty"
+  std::vector<int64_t> handed_;    // coordinator: per replica
+  bool finished_ = false;
+};
+
+}  // namespace divprune
