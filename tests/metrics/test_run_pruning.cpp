@@ -71,8 +71,9 @@ TEST(RunPruning, WholeWikiTextMatchesTheReferencePerplexities) {
                                   << "stages: [baseline, evaluate]\n"
                                   << "data:\n  perplexity:\n    text: ${assets}/wikitext2.test.txt\n    ctx: 256\n"
                                   << "  logprobs:\n    store: full\n    max_tokens: 2048\n"
-                                  << "evaluate:\n  store_per_token: false\n  plans:\n    - base\n"
-                                  << "    - " << source << "/configs/plans/int8_all.yaml\n"
+                                  // Two passes over the corpus (baseline, one plan) keep CI short; compress_perplexity
+                                  // checks all four reference plans through the library.
+                                  << "evaluate:\n  store_per_token: false\n  plans:\n"
                                   << "    - " << source << "/configs/plans/magnitude50_all.yaml\n";
   const auto r = run_divprune("run " + (dir / "run.yaml").string());
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -82,13 +83,10 @@ TEST(RunPruning, WholeWikiTextMatchesTheReferencePerplexities) {
   std::map<std::string, std::map<std::string, double>> s;
   for (const std::string& id : f.children("plans"))
     if (f.is_group("plans/" + id)) s[f.attr_string("plans/" + id, "name")] = a.read_plan_summary(id);
-  EXPECT_EQ(s.at("base").at("tokens"), 333547);
+  EXPECT_EQ(s.at("magnitude50_all").at("tokens"), 333547);
   EXPECT_NEAR(f.read_double("baseline/summary/perplexity")[0], 72.8221, 0.005);
-  EXPECT_NEAR(s.at("base").at("perplexity"), 72.8221, 0.005);
-  EXPECT_NEAR(s.at("int8_all").at("perplexity"), 72.8253, 0.005);
   EXPECT_NEAR(s.at("magnitude50_all").at("perplexity"), 76.0559, 0.01);
-  EXPECT_LE(s.at("base").at("kl_mean"), 1e-6);
-  EXPECT_GT(s.at("int8_all").at("kl_mean"), 10 * s.at("base").at("kl_mean"));
+  EXPECT_GT(s.at("magnitude50_all").at("kl_mean"), 1e-3);
   fs::remove_all(dir);
 }
 
