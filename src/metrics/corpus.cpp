@@ -8,7 +8,6 @@
 
 namespace divprune {
 
-namespace {
 std::string strip(const std::string& line) {
   const char* space = " \t\r\n\v\f";
   const size_t begin = line.find_first_not_of(space);
@@ -16,7 +15,6 @@ std::string strip(const std::string& line) {
   const size_t end = line.find_last_not_of(space);
   return line.substr(begin, end - begin + 1);
 }
-}  // namespace
 
 std::vector<int32_t> tokenize_corpus(const Tokenizer& tokenizer, const std::filesystem::path& text_file) {
   std::ifstream in(text_file);

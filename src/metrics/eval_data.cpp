@@ -9,18 +9,11 @@
 
 #include "archive/sha256.hpp"
 #include "core/errors.hpp"
+#include "metrics/corpus.hpp"
 
 namespace divprune {
 
 namespace {
-
-std::string strip(const std::string& line) {
-  const char* space = " \t\r\n\v\f";
-  const size_t begin = line.find_first_not_of(space);
-  if (begin == std::string::npos) return {};
-  const size_t end = line.find_last_not_of(space);
-  return line.substr(begin, end - begin + 1);
-}
 
 std::ifstream open_text(const std::filesystem::path& file, const char* what) {
   std::ifstream in(file);
