@@ -149,6 +149,15 @@ void print_plan_table(const RunArchive& archive, const std::vector<ParsedPlan>& 
 }  // namespace
 
 void run_evaluate_stage(StageContext& ctx) {
+  collective_step(MPI_COMM_WORLD, [&] {
+    if (ctx.config.plans.empty())
+      throw InputError(fmt::format("{}: the evaluate stage needs evaluate.plans", ctx.config.file.string()));
+  });
+  evaluate_plan_entries(ctx, ctx.config.plans, "evaluate", true);
+}
+
+std::vector<std::string> evaluate_plan_entries(StageContext& ctx, const std::vector<PlanEntry>& entries,
+                                               const std::string& stage, bool print_table) {
   const Topology& topo = ctx.topology;
   const ModelConfig& model_config = ctx.replica.config();
   const ShardLayout& layout = ctx.replica.pristine().layout;
@@ -156,9 +165,7 @@ void run_evaluate_stage(StageContext& ctx) {
   // Plans: parsed and checked against the model and this rank's tp layout on every rank.
   std::vector<ParsedPlan> plans;
   collective_step(MPI_COMM_WORLD, [&] {
-    if (ctx.config.plans.empty())
-      throw InputError(fmt::format("{}: the evaluate stage needs evaluate.plans", ctx.config.file.string()));
-    for (const PlanEntry& e : ctx.config.plans) {
+    for (const PlanEntry& e : entries) {
       ParsedPlan p;
       p.entry = e;
       p.plan = parse_plan(e.yaml, model_config, e.source == "inline" ? e.where : e.source);
@@ -186,29 +193,31 @@ void run_evaluate_stage(StageContext& ctx) {
     for (size_t i = 0; i < plans.size(); ++i) {
       const ParsedPlan& p = plans[i];
       if (!seen.insert(p.id).second) {
-        spdlog::warn("evaluate: {} ({}) is the same plan as an earlier entry, evaluated once", p.entry.name, p.entry.where);
+        spdlog::warn("{}: {} ({}) is the same plan as an earlier entry, evaluated once", stage, p.entry.name, p.entry.where);
         continue;
       }
       const auto it = status.find(p.id);
       if (it != status.end() && it->second) {
         ++complete;
-        spdlog::info("evaluate: plan {} [{}] is complete in the archive, skipped", p.entry.name, p.id);
+        spdlog::info("{}: plan {} [{}] is complete in the archive, skipped", stage, p.entry.name, p.id);
         continue;
       }
       if (it != status.end()) {
-        spdlog::info("evaluate: plan {} [{}] is incomplete in the archive (interrupted run), redone", p.entry.name, p.id);
+        spdlog::info("{}: plan {} [{}] is incomplete in the archive (interrupted run), redone", stage, p.entry.name, p.id);
         ctx.archive.remove_plan(p.id);
       }
       pending.push_back(static_cast<int64_t>(i));
     }
     ctx.archive.write_feature_names(plan_feature_names(model_config));
-    spdlog::info("evaluate: {} plans, {} already complete, {} to evaluate on {} replica(s) x tp {}", seen.size(),
+    spdlog::info("{}: {} plans, {} already complete, {} to evaluate on {} replica(s) x tp {}", stage, seen.size(),
                  complete, pending.size(), topo.replicas, topo.tp);
   });
   broadcast_vector(pending);
+  std::vector<std::string> ids;
+  for (const ParsedPlan& p : plans) ids.push_back(p.id);
   if (pending.empty()) {
-    if (topo.is_coordinator()) print_plan_table(ctx.archive, plans);
-    return;
+    if (topo.is_coordinator() && print_table) print_plan_table(ctx.archive, plans);
+    return ids;
   }
   broadcast_bytes(payload);
   if (!topo.is_coordinator()) set = deserialize_eval_set(payload);
@@ -258,7 +267,8 @@ void run_evaluate_stage(StageContext& ctx) {
   LlamaModel& model = ctx.replica.model();
   apply_plan(CompressionPlan::identity(model_config.num_layers), model_config, ctx.replica.pristine(),
              ctx.replica.backend(), model.weights(), model.comm());
-  if (topo.is_coordinator()) print_plan_table(ctx.archive, plans);
+  if (topo.is_coordinator() && print_table) print_plan_table(ctx.archive, plans);
+  return ids;
 }
 
 }  // namespace divprune

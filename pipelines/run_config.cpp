@@ -15,7 +15,8 @@ namespace {
 
 // Top-level sections. A stage that needs configuration adds its section here and documents it in
 // configs/README.md.
-const std::set<std::string> kTopLevel = {"assets", "model", "tokenizer", "archive", "stages", "data", "evaluate"};
+const std::set<std::string> kTopLevel = {"assets", "model", "tokenizer", "archive", "stages", "data", "evaluate",
+                                           "space", "sample", "train", "search"};  // the last four: pipelines/search_common.hpp
 
 struct Reader {
   std::string file;
@@ -144,7 +145,10 @@ RunConfig parse_run_config(const std::string& text, const std::filesystem::path&
     std::filesystem::path p(value);
     return p.is_absolute() ? p : (base / p).lexically_normal();
   };
-  const std::string assets = resolve_raw(r.get<std::string>(c.root, "assets", "assets", "")).string();
+  // Absolute: a substituted path is resolved against the configuration's directory once more.
+  std::filesystem::path assets_path = resolve_raw(r.get<std::string>(c.root, "assets", "assets", ""));
+  if (!assets_path.empty()) assets_path = std::filesystem::absolute(assets_path).lexically_normal();
+  const std::string assets = assets_path.string();
   auto path_of = [&](const YAML::Node& parent, const std::string& key, const std::string& dotted) -> std::filesystem::path {
     const std::string value = r.get<std::string>(parent, key, dotted, "");
     if (value.find("${assets}") != std::string::npos && assets.empty())

@@ -13,6 +13,9 @@ const std::map<std::string, StageFunction>& stage_registry() {
   static const std::map<std::string, StageFunction> registry = {
       {"baseline", run_baseline_stage},
       {"evaluate", run_evaluate_stage},
+      {"sample", run_sample_stage},
+      {"train", run_train_stage},
+      {"search", run_search_stage},
   };
   return registry;
 }

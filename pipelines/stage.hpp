@@ -33,6 +33,14 @@ const std::map<std::string, StageFunction>& stage_registry();
 
 void run_baseline_stage(StageContext& context);
 void run_evaluate_stage(StageContext& context);
+void run_sample_stage(StageContext& context);
+void run_train_stage(StageContext& context);
+void run_search_stage(StageContext& context);
+
+// Evaluates `entries` like the evaluate stage (collective; plans complete in the archive are skipped, so a
+// rerun resumes) and returns each entry's plan id (in order). `stage` prefixes the log lines.
+std::vector<std::string> evaluate_plan_entries(StageContext& context, const std::vector<PlanEntry>& entries,
+                                               const std::string& stage, bool print_table);
 
 // ---- helpers shared by stages ----
 

@@ -1,0 +1,187 @@
+// The `search` stage: search.rounds rounds of predictor-guided evolution (search/evolution.hpp). Each round fits
+// the predictor on the pairs so far (the sample stage's plans, the uniform reference and earlier rounds' plans),
+// evolves from the pairs inside the budget scored by the prediction (negated for mean FDT, which is maximised),
+// evaluates the best search.evaluate new plans for real through the evaluate machinery (resumable by plan hash)
+// and stores predicted vs measured in /search/rounds/<r>. Then the Pareto front (linear sparsity vs objective)
+// over every pair, the best searched plan, and a summary table on stdout.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <set>
+
+#include "archive/sha256.hpp"
+#include "pipelines/search_common.hpp"
+
+namespace divprune {
+
+namespace {
+
+std::string round_group(int64_t r) { return fmt::format("search/rounds/{}", r); }
+
+}  // namespace
+
+void run_search_stage(StageContext& ctx) {
+  const ModelConfig& model = ctx.replica.config();
+  const bool coordinator = ctx.topology.is_coordinator();
+  SearchSettings s;
+  std::vector<std::string> pool;  // ids of the pairs so far (coordinator)
+  std::string uniform_id, best_random_id;
+  collective_step(MPI_COMM_WORLD, [&] {
+    s = read_search_settings(ctx.config, model);
+    if (!coordinator) return;
+    H5File f = ctx.archive.open_read();
+    if (!f.exists("search/sample") || !f.has_attr("search/sample", "complete"))
+      throw InputError("search: the archive holds no complete sample stage (list `sample` before `search`)");
+    pool = f.read_strings("search/sample/ids");
+    uniform_id = f.attr_string("search/sample", "uniform_id");
+    best_random_id = f.attr_string("search/sample", "best_random_id");
+    pool.push_back(uniform_id);
+  });
+  const PlanSampler sampler(s.space, model, s.budget);
+  const double sign = objective_sign(s.objective);
+  std::vector<std::string> searched;
+
+  for (int64_t r = 0; r < s.rounds; ++r) {
+    int32_t done = 0;
+    std::vector<PlanEntry> entries;
+    std::vector<double> predicted;
+    collective_step(MPI_COMM_WORLD, [&] {
+      if (!coordinator) return;
+      {
+        H5File f = ctx.archive.open_read();
+        if (f.exists(round_group(r)) && f.has_attr(round_group(r), "complete")) {
+          const auto ids = f.read_strings(round_group(r) + "/ids");
+          pool.insert(pool.end(), ids.begin(), ids.end());
+          searched.insert(searched.end(), ids.begin(), ids.end());
+          done = 1;
+          spdlog::info("search: round {} is complete in the archive, skipped", r);
+          return;
+        }
+      }
+      const std::vector<Pair> pairs = read_pairs(ctx.archive, s.objective, pool);
+      std::optional<Predictor> predictor;
+      const PredictorScores scores = train_and_store(ctx.archive, pairs, s, plan_feature_names(model), &predictor);
+      spdlog::info("search: round {}: predictor on {} pairs, CV R² {:.3f}, Spearman ρ {:.3f}, MAE {:.4g}", r, pairs.size(),
+                   scores.r2, scores.spearman, scores.mae);
+      std::vector<CompressionPlan> seeds;
+      std::set<std::string> known;
+      for (const Pair& p : pairs) {
+        known.insert(p.id);
+        CompressionPlan plan = plan_from_features(p.features, model);
+        if (sampler.fits(plan)) seeds.push_back(std::move(plan));
+      }
+      EvolutionParams params = s.evolution;
+      params.seed = s.evolution.seed + static_cast<uint64_t>(r);
+      const auto scorer = [&](const std::vector<CompressionPlan>& plans) {
+        std::vector<double> y = predictor->predict(feature_matrix(plans, model));
+        for (double& v : y) v *= sign;
+        return y;
+      };
+      const std::vector<ScoredPlan> population = evolve(sampler, seeds, scorer, params);
+      for (const ScoredPlan& sp : population) {
+        if (static_cast<int64_t>(entries.size()) >= s.evaluate_per_round) break;
+        PlanEntry e = plan_entry(fmt::format("search_r{}_{:02d}", r, entries.size()), fmt::format("search:round{}", r), sp.plan);
+        const std::string id = plan_id_from_hash(sha256_hex(e.yaml));
+        if (!known.insert(id).second) continue;
+        entries.push_back(std::move(e));
+        predicted.push_back(sign * sp.score);
+      }
+      if (entries.empty()) spdlog::warn("search: round {} found no plan that was not evaluated already", r);
+    });
+    CHECK_MPI(MPI_Bcast(&done, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
+    if (done) continue;
+    broadcast_entries(entries);
+    if (entries.empty()) continue;
+    const std::vector<std::string> ids = evaluate_plan_entries(ctx, entries, "search", false);
+    collective_step(MPI_COMM_WORLD, [&] {
+      if (!coordinator) return;
+      const std::vector<Pair> measured_pairs = read_pairs(ctx.archive, s.objective, ids);
+      std::vector<double> measured;
+      for (const Pair& p : measured_pairs) measured.push_back(p.value);
+      H5File f = ctx.archive.open_write();
+      const std::string g = round_group(r);
+      f.remove(g);
+      f.create_group(g);
+      f.write_strings(g + "/ids", ids);
+      annotate(f, g + "/ids", "", "plan ids evaluated in this round, best predicted first");
+      f.write_double(g + "/predicted", {static_cast<int64_t>(predicted.size())}, predicted.data());
+      annotate(f, g + "/predicted", "objective", "objective predicted before evaluation");
+      f.write_double(g + "/measured", {static_cast<int64_t>(measured.size())}, measured.data());
+      annotate(f, g + "/measured", "objective", "objective measured by evaluation");
+      f.set_attr(g, "complete", int64_t{1});
+      for (size_t i = 0; i < ids.size() && i < measured.size(); ++i)
+        spdlog::info("search: round {} plan {} [{}]: predicted {} {:.4f}, measured {:.4f}", r, entries[i].name, ids[i],
+                     s.objective, predicted[i], measured[i]);
+      pool.insert(pool.end(), ids.begin(), ids.end());
+      searched.insert(searched.end(), ids.begin(), ids.end());
+    });
+  }
+
+  collective_step(MPI_COMM_WORLD, [&] {
+    if (!coordinator) return;
+    // Refit on every pair, the Pareto front over every complete plan, the best searched plan.
+    const std::vector<Pair> pairs = read_pairs(ctx.archive, s.objective, pool);
+    const PredictorScores scores = train_and_store(ctx.archive, pairs, s, plan_feature_names(model), nullptr);
+    const std::vector<Pair> all = read_pairs(ctx.archive, s.objective);
+    std::vector<const Pair*> front;
+    for (const Pair& p : all) {
+      bool dominated = false;
+      for (const Pair& q : all)
+        if (q.sparsity >= p.sparsity && sign * q.value <= sign * p.value &&
+            (q.sparsity > p.sparsity || sign * q.value < sign * p.value))
+          dominated = true;
+      if (!dominated) front.push_back(&p);
+    }
+    std::sort(front.begin(), front.end(), [](const Pair* a, const Pair* b) { return a->sparsity < b->sparsity; });
+    std::vector<std::string> front_ids;
+    std::vector<double> front_sparsity, front_value;
+    for (const Pair* p : front) {
+      front_ids.push_back(p->id);
+      front_sparsity.push_back(p->sparsity);
+      front_value.push_back(p->value);
+    }
+    const std::vector<Pair> searched_pairs = read_pairs(ctx.archive, s.objective, searched);
+    const std::vector<Pair> refs = read_pairs(ctx.archive, s.objective, {uniform_id});
+    const std::vector<Pair> best_random = read_pairs(ctx.archive, s.objective, {best_random_id});
+    const Pair* best = nullptr;
+    for (const Pair& p : searched_pairs)
+      if (!best || sign * p.value < sign * best->value) best = &p;
+    H5File f = ctx.archive.open_write();
+    f.remove("search/pareto");
+    f.create_group("search/pareto");
+    f.write_strings("search/pareto/ids", front_ids);
+    annotate(f, "search/pareto/ids", "", "plan ids of the Pareto front (linear sparsity up, objective loss down)");
+    f.write_double("search/pareto/sparsity", {static_cast<int64_t>(front_sparsity.size())}, front_sparsity.data());
+    annotate(f, "search/pareto/sparsity", "fraction", "linear sparsity of each front plan");
+    f.write_double("search/pareto/objective", {static_cast<int64_t>(front_value.size())}, front_value.data());
+    annotate(f, "search/pareto/objective", "objective", "measured objective of each front plan");
+    f.remove("search/best");
+    f.create_group("search/best");
+    if (best) {
+      f.set_attr("search/best", "id", best->id);
+      f.set_attr("search/best", "name", best->name);
+      f.set_attr("search/best", "yaml", f.attr_string("plans/" + best->id, "plan_yaml"));
+      f.set_attr("search/best", "objective", best->value);
+      f.set_attr("search/best", "sparsity", best->sparsity);
+    }
+    f.set_attr("search/best", "complete", int64_t{1});
+
+    fmt::print("\nsearch summary: {} at linear sparsity {:.3f} ± {:.3f} ({} pairs; predictor CV R² {:.3f}, Spearman ρ {:.3f}, "
+               "MAE {:.4g})\n",
+               s.objective, s.budget.sparsity, s.budget.tolerance, pairs.size(), scores.r2, scores.spearman, scores.mae);
+    fmt::print("{:<14} {:<20} {:>18} {:>10}\n", "reference", "plan", "id", "sparsity");
+    auto row = [&](const char* what, const Pair* p) {
+      if (p) fmt::print("{:<14} {:<20} {:>18} {:>10.4f}   {} {:.4f}\n", what, p->name, p->id, p->sparsity, s.objective, p->value);
+    };
+    row("uniform", refs.empty() ? nullptr : &refs[0]);
+    row("best random", best_random.empty() ? nullptr : &best_random[0]);
+    row("best searched", best);
+    fmt::print("pareto front (sparsity, {}):", s.objective);
+    for (size_t i = 0; i < front.size(); ++i) fmt::print(" ({:.3f}, {:.4f})", front_sparsity[i], front_value[i]);
+    fmt::print("\n");
+    std::fflush(stdout);
+  });
+}
+
+}  // namespace divprune

@@ -1,0 +1,72 @@
+#pragma once
+// What the search stages (sample, train, search) share: their configuration sections (`space`, `sample`,
+// `train`, `search`; configs/README.md), the architecture -> metric pairs read back from the archive, the
+// objective, and the predictor fit on those pairs.
+//
+// Archive layout written by these stages (besides the /plans groups every evaluated plan gets):
+//   /search/sample     ids (strings) of the sampled plans, uniform_id / best_random_id attributes
+//   /search/predictor  model_json, r2, spearman, mae, feature_gain, held-out predictions (train stage)
+//   /search/rounds/<r> ids, predicted, measured of the plans a search round evaluated (complete attribute)
+//   /search/pareto     ids, sparsity, objective of the Pareto front (linear sparsity up, objective loss down)
+//   /search/best       attributes id, yaml, objective, sparsity of the best searched plan
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pipelines/stage.hpp"
+#include "search/evolution.hpp"
+#include "search/predictor.hpp"
+#include "search/space.hpp"
+
+namespace divprune {
+
+struct SearchSettings {
+  SearchSpace space;
+  Budget budget;
+  // sample
+  int64_t sample_count = 16;
+  uint64_t sample_seed = 1;
+  // train
+  std::string objective = "mean_fdt";  // mean_fdt (maximised), mean_kl or perplexity (minimised)
+  PredictorParams predictor;
+  int64_t folds = 5;
+  // search
+  int64_t rounds = 2;
+  int64_t evaluate_per_round = 4;
+  EvolutionParams evolution;
+};
+
+// Reads the four sections from the run configuration (InputError naming the key on bad values).
+SearchSettings read_search_settings(const RunConfig& config, const ModelConfig& model);
+
+// The archive summary key of an objective ("fdt_mean", "kl_mean", "perplexity") and its sign: loss = sign * value
+// is lower-is-better (-1 for mean FDT).
+std::string objective_key(const std::string& objective);
+double objective_sign(const std::string& objective);
+
+// One evaluated plan as a training pair.
+struct Pair {
+  std::string id;
+  std::string name;
+  std::vector<float> features;
+  double sparsity = 0.0;
+  double value = 0.0;  // the objective metric as measured
+};
+// Pairs of the complete plans under /plans (all of them when `ids` is empty, else those ids in that order,
+// missing or incomplete ones left out). Coordinator only.
+std::vector<Pair> read_pairs(const RunArchive& archive, const std::string& objective,
+                             const std::vector<std::string>& ids = {});
+FeatureMatrix feature_matrix(const std::vector<Pair>& pairs);
+FeatureMatrix feature_matrix(const std::vector<CompressionPlan>& plans, const ModelConfig& model);
+
+// A plan as an evaluate entry (canonical YAML).
+PlanEntry plan_entry(const std::string& name, const std::string& source, const CompressionPlan& plan);
+
+// Entries broadcast from the coordinator to every rank.
+void broadcast_entries(std::vector<PlanEntry>& entries);
+
+// Fits the predictor on `pairs` with k-fold CV and writes /search/predictor (coordinator only).
+PredictorScores train_and_store(RunArchive& archive, const std::vector<Pair>& pairs, const SearchSettings& s,
+                                const std::vector<std::string>& feature_names, std::optional<Predictor>* trained);
+
+}  // namespace divprune

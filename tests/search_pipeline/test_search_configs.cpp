@@ -1,0 +1,77 @@
+// Every shipped configuration with search sections parses, and its search space and budget validate against
+// the model it names (Llama-2 shapes for the cluster configs, tiny-llama2-trained for the others).
+#include <gtest/gtest.h>
+
+#include "core/errors.hpp"
+#include "pipelines/search_common.hpp"
+
+namespace divprune {
+namespace {
+
+const std::filesystem::path kConfigs = std::filesystem::path(DIVPRUNE_SOURCE_DIR) / "configs";
+
+ModelConfig llama(int64_t layers, int64_t hidden, int64_t inter, int64_t heads, int64_t kv) {
+  ModelConfig c;
+  c.vocab_size = 32000;
+  c.hidden_size = hidden;
+  c.intermediate_size = inter;
+  c.num_layers = layers;
+  c.num_heads = heads;
+  c.num_kv_heads = kv;
+  c.head_dim = hidden / heads;
+  c.max_seq_len = 4096;
+  return c;
+}
+
+TEST(SearchConfigs, ShippedConfigsValidate) {
+  const std::vector<std::pair<std::string, ModelConfig>> cases = {
+      {"demo.yaml", llama(6, 256, 688, 8, 8)},
+      {"search-tiny-trained.yaml", llama(6, 256, 688, 8, 8)},
+      {"llama2-7b.yaml", llama(32, 4096, 11008, 32, 32)},
+      {"llama2-13b.yaml", llama(40, 5120, 13824, 40, 40)},
+      {"llama2-70b.yaml", llama(80, 8192, 28672, 64, 8)},
+  };
+  for (const auto& [name, model] : cases) {
+    SCOPED_TRACE(name);
+    const RunConfig c = load_run_config(kConfigs / name, {});
+    EXPECT_EQ(c.stages, (std::vector<std::string>{"baseline", "sample", "train", "search"}));
+    const SearchSettings s = read_search_settings(c, model);
+    EXPECT_GE(s.sample_count, 16);
+    // The uniform reference and a few samples fit the budget.
+    const PlanSampler sampler(s.space, model, s.budget);
+    EXPECT_TRUE(sampler.fits(sampler.uniform()));
+    std::mt19937_64 rng(1);
+    for (int i = 0; i < 5; ++i) EXPECT_TRUE(sampler.fits(sampler.sample(rng)));
+  }
+}
+
+TEST(SearchConfigs, ObjectiveNamesAndSigns) {
+  EXPECT_EQ(objective_key("mean_fdt"), "fdt_mean");
+  EXPECT_EQ(objective_key("mean_kl"), "kl_mean");
+  EXPECT_EQ(objective_key("perplexity"), "perplexity");
+  EXPECT_EQ(objective_sign("mean_fdt"), -1.0);
+  EXPECT_EQ(objective_sign("perplexity"), 1.0);
+  EXPECT_THROW(objective_key("accuracy"), InputError);
+}
+
+}  // namespace
+}  // namespace divprune
+
+namespace divprune {
+namespace {
+
+// `divprune run configs/demo.yaml` from the source root: ${assets} relative to a relative config path resolves
+// to the same files as with an absolute config path (it used to be resolved against the config directory twice).
+TEST(SearchConfigs, RelativeConfigPathResolvesAssets) {
+  const auto cwd = std::filesystem::current_path();
+  std::filesystem::current_path(DIVPRUNE_SOURCE_DIR);
+  const RunConfig rel = load_run_config("configs/demo.yaml", {});
+  std::filesystem::current_path(cwd);
+  const RunConfig abs = load_run_config(kConfigs / "demo.yaml", {});
+  EXPECT_EQ(std::filesystem::weakly_canonical(std::filesystem::absolute(std::filesystem::path(DIVPRUNE_SOURCE_DIR) / rel.model)),
+            std::filesystem::weakly_canonical(abs.model));
+  EXPECT_EQ(rel.model.filename(), "tiny-llama2-trained");
+}
+
+}  // namespace
+}  // namespace divprune
