@@ -326,12 +326,15 @@ TEST_F(CudaBackendTest, KlPartialsMatchCpu) {
   for (float& b : base_logp) b = -std::fabs(b) - 5.0f;  // log-probabilities: negative
   for (int64_t j = 0; j < v; j += 3) base_logp[j] = -std::numeric_limits<float>::infinity();  // outside a top-k
   const std::vector<double> log_z{10.0, 11.5, 9.25, 12.0};
+  const std::vector<double> base_offset{0.0, -0.5, 0.25, -1.0};  // per-row shift of the stored log-probs
   Pair t = upload_both(logits, {n, v}, DType::F32);
-  std::vector<double> want_kl(n), want_mass(n), got_kl(n), got_mass(n);
-  cpu_.kl_partials(t.cpu, base_logp, log_z, want_kl, want_mass);
-  cuda_->kl_partials(t.cuda, base_logp, log_z, got_kl, got_mass);
-  EXPECT_EQ(got_kl, want_kl);
-  EXPECT_EQ(got_mass, want_mass);
+  KlPartials want, got;
+  cpu_.kl_partials(t.cpu, base_logp, base_offset, log_z, want);
+  cuda_->kl_partials(t.cuda, base_logp, base_offset, log_z, got);
+  EXPECT_EQ(got.kl, want.kl);
+  EXPECT_EQ(got.base_mass, want.base_mass);
+  EXPECT_EQ(got.model_mass, want.model_mass);
+  EXPECT_EQ(got.model_total, want.model_total);
 }
 
 TEST_F(CudaBackendTest, DecoderLayerChainMatchesCpu) {
