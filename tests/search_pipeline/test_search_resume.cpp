@@ -23,28 +23,11 @@ TEST(SearchPipelineResume, KilledSampleResumesWithoutReevaluating) {
   ASSERT_EQ(run_config(cfg, "--set stages=[baseline]").exit_code, 0);
 
   const fs::path log = dir / "first.log";
-  const std::string cmd = "exec " + divprune_binary() + " run " + cfg.string() +
+  const std::string cmd = divprune_binary() + " run " + cfg.string() +
                           " --threads 1 --set stages=[sample] 2>" + log.string() + " >/dev/null";
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  bool seen = false;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(300);
-  while (!seen && std::chrono::steady_clock::now() < deadline) {
-    std::ifstream in(log);
-    std::stringstream text;
-    text << in.rdbuf();
-    seen = text.str().find("archived plan") != std::string::npos;
-    if (!seen) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  kill(pid, SIGKILL);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  ASSERT_TRUE(seen) << "no plan was archived in time";
-  ASSERT_TRUE(WIFSIGNALED(status)) << "the run finished before it could be killed";
+  const KilledRun killed = run_until_log_then_kill(cmd, log, "archived plan");
+  ASSERT_TRUE(killed.marker_seen) << "no plan was archived in time";
+  ASSERT_TRUE(killed.killed) << "the run finished before it could be killed";
 
   RunArchive a(archive);
   std::set<std::string> done_before;

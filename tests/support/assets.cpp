@@ -1,9 +1,13 @@
 #include "tests/support/assets.hpp"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
+#include <chrono>
+#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -50,5 +54,30 @@ CommandResult run_command(const std::string& command_line) {
 }
 
 CommandResult run_divprune(const std::string& args) { return run_command(divprune_binary() + " " + args); }
+
+KilledRun run_until_log_then_kill(const std::string& shell_command, const std::filesystem::path& log,
+                                  const std::string& marker, int timeout_s) {
+  const std::string exec_command = "exec " + shell_command;  // the shell becomes the process we kill
+  const pid_t pid = ::fork();
+  if (pid < 0) return {};
+  if (pid == 0) {
+    ::execl("/bin/sh", "sh", "-c", exec_command.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  KilledRun result;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  while (!result.marker_seen && std::chrono::steady_clock::now() < deadline) {
+    std::ifstream in(log);
+    std::stringstream text;
+    text << in.rdbuf();
+    result.marker_seen = text.str().find(marker) != std::string::npos;
+    if (!result.marker_seen) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  result.killed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+  return result;
+}
 
 }  // namespace divprune::test

@@ -22,6 +22,15 @@ CommandResult run_divprune(const std::string& args);
 CommandResult run_command(const std::string& command_line);
 std::string divprune_binary();
 
+struct KilledRun {
+  bool marker_seen = false;  // the marker appeared in the log before the deadline
+  bool killed = false;       // the process was still running and died of SIGKILL (it did not finish first)
+};
+// Starts `shell_command` (its stderr must go to `log`), waits until `marker` appears in `log`, then SIGKILLs it:
+// how the resume tests interrupt a run right after it archived something.
+KilledRun run_until_log_then_kill(const std::string& shell_command, const std::filesystem::path& log,
+                                  const std::string& marker, int timeout_s = 300);
+
 }  // namespace divprune::test
 
 // Use at the top of a test that needs `file` (relative to the assets directory).
