@@ -1,6 +1,7 @@
 // WikiText-2 test perplexity of tiny-llama2-trained under the four reference plans of
 // ../shared/assets/README.md ("Reference perplexities under compression"), read from configs/plans, applied
 // one after the other to the same working copy. Each full corpus pass takes about 100 s on 2 CPU cores.
+#include <cblas.h>
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
 
@@ -40,6 +41,12 @@ TEST(CompressPerplexity, ReferencePlansOnTinyLlama2TrainedWikiText2) {
   const auto backend = make_backend(BackendKind::Cpu);
   SoloCommunicator comm;
   LlamaModel model(config, pristine.layout, *backend, comm, upload_weights(*backend, pristine));
+  // One worker per core over the shared working copy (as ModelReplica::workers() does): a plan applied to
+  // model.weights() is seen by both.
+  openblas_set_num_threads(1);
+  const auto backend2 = make_backend(BackendKind::Cpu);
+  LlamaModel model2(config, pristine.layout, *backend2, comm, model.shared_weights());
+  const std::vector<LlamaModel*> workers = {&model, &model2};
 
   const std::filesystem::path plans = DIVPRUNE_PLANS_DIR;
   const Reference references[] = {{"magnitude50_all.yaml", 76.0559},
@@ -50,7 +57,7 @@ TEST(CompressPerplexity, ReferencePlansOnTinyLlama2TrainedWikiText2) {
     const auto start = std::chrono::steady_clock::now();
     apply_plan(load_plan(plans / ref.plan, config), config, pristine, *backend, model.weights(), comm);
     const double apply_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const NllSum sum = score_chunks(model, chunks, all, config.bos_id);
+    const NllSum sum = score_chunks(workers, chunks, all, config.bos_id);
     const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double ppl = sum.perplexity();
     std::printf("%-22s ppl %.4f (reference %.4f, %+.3f%%) tokens %lld; apply %.3f s, total %.1f s\n", ref.plan, ppl,
