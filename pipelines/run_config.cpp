@@ -16,7 +16,8 @@ namespace {
 // Top-level sections. A stage that needs configuration adds its section here and documents it in
 // configs/README.md.
 const std::set<std::string> kTopLevel = {"assets", "model", "tokenizer", "archive", "stages", "data", "evaluate",
-                                           "space", "sample", "train", "search"};  // the last four: pipelines/search_common.hpp
+                                           "space", "sample", "train", "search",   // pipelines/search_common.hpp
+                                           "sensitivity"};                         // pipelines/sensitivity.cpp
 
 struct Reader {
   std::string file;

@@ -8,6 +8,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
+#include <map>
 #include <set>
 
 #include "archive/sha256.hpp"
@@ -41,6 +43,7 @@ void run_search_stage(StageContext& ctx) {
   const PlanSampler sampler(s.space, model, s.budget);
   const double sign = objective_sign(s.objective);
   std::vector<std::string> searched;
+  std::map<std::string, double> predicted_of;  // searched plan id -> the prediction it was chosen by (coordinator)
 
   for (int64_t r = 0; r < s.rounds; ++r) {
     int32_t done = 0;
@@ -52,6 +55,8 @@ void run_search_stage(StageContext& ctx) {
         H5File f = ctx.archive.open_read();
         if (f.exists(round_group(r)) && f.has_attr(round_group(r), "complete")) {
           const auto ids = f.read_strings(round_group(r) + "/ids");
+          const auto round_predicted = f.read_double(round_group(r) + "/predicted");
+          for (size_t i = 0; i < ids.size() && i < round_predicted.size(); ++i) predicted_of[ids[i]] = round_predicted[i];
           pool.insert(pool.end(), ids.begin(), ids.end());
           searched.insert(searched.end(), ids.begin(), ids.end());
           done = 1;
@@ -113,6 +118,7 @@ void run_search_stage(StageContext& ctx) {
       for (size_t i = 0; i < ids.size() && i < measured.size(); ++i)
         spdlog::info("search: round {} plan {} [{}]: predicted {} {:.4f}, measured {:.4f}", r, entries[i].name, ids[i],
                      s.objective, predicted[i], measured[i]);
+      for (size_t i = 0; i < ids.size() && i < predicted.size(); ++i) predicted_of[ids[i]] = predicted[i];
       pool.insert(pool.end(), ids.begin(), ids.end());
       searched.insert(searched.end(), ids.begin(), ids.end());
     });
@@ -163,6 +169,7 @@ void run_search_stage(StageContext& ctx) {
       f.set_attr("search/best", "name", best->name);
       f.set_attr("search/best", "yaml", f.attr_string("plans/" + best->id, "plan_yaml"));
       f.set_attr("search/best", "objective", best->value);
+      f.set_attr("search/best", "predicted", predicted_of.count(best->id) ? predicted_of.at(best->id) : std::nan(""));
       f.set_attr("search/best", "sparsity", best->sparsity);
     }
     f.set_attr("search/best", "complete", int64_t{1});
@@ -177,6 +184,9 @@ void run_search_stage(StageContext& ctx) {
     row("uniform", refs.empty() ? nullptr : &refs[0]);
     row("best random", best_random.empty() ? nullptr : &best_random[0]);
     row("best searched", best);
+    if (best && predicted_of.count(best->id))
+      fmt::print("{:<14} predicted {} {:.4f} when chosen, measured {:.4f}\n", "", s.objective, predicted_of.at(best->id),
+                 best->value);
     fmt::print("pareto front (sparsity, {}):", s.objective);
     for (size_t i = 0; i < front.size(); ++i) fmt::print(" ({:.3f}, {:.4f})", front_sparsity[i], front_value[i]);
     fmt::print("\n");

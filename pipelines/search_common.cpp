@@ -6,95 +6,62 @@
 
 #include "archive/sha256.hpp"
 #include "core/errors.hpp"
+#include "pipelines/config_section.hpp"
 
 namespace divprune {
-
-namespace {
-
-std::string where(const RunConfig& c, const YAML::Node& node, const std::string& key) {
-  if (node && node.Mark().line >= 0) return fmt::format("{}: {} (line {})", c.file.string(), key, node.Mark().line + 1);
-  return fmt::format("{}: {}", c.file.string(), key);
-}
-
-void check_keys(const RunConfig& c, const YAML::Node& node, const std::string& key, const std::set<std::string>& allowed) {
-  if (!node) return;
-  if (!node.IsMap()) throw InputError(fmt::format("{}: expected a mapping", where(c, node, key)));
-  for (const auto& kv : node) {
-    const std::string name = kv.first.as<std::string>();
-    if (!allowed.count(name)) {
-      std::string list;
-      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-      throw InputError(fmt::format("{}: unknown key \"{}\" (known: {})", where(c, kv.first, key + "." + name), name, list));
-    }
-  }
-}
-
-template <typename T>
-T get(const RunConfig& c, const YAML::Node& parent, const std::string& name, const std::string& key, T fallback) {
-  if (!parent) return fallback;
-  const YAML::Node node = parent[name];
-  if (!node || node.IsNull()) return fallback;
-  try {
-    return node.as<T>();
-  } catch (const YAML::Exception&) {
-    throw InputError(fmt::format("{}: cannot read \"{}\"", where(c, node, key + "." + name), YAML::Dump(node)));
-  }
-}
-
-}  // namespace
 
 SearchSettings read_search_settings(const RunConfig& c, const ModelConfig& model) {
   SearchSettings s;
   const YAML::Node space = c.root["space"], sample = c.root["sample"], train = c.root["train"], search = c.root["search"];
-  check_keys(c, space, "space",
+  check_section_keys(c, space, "space",
              {"sparsity_levels", "methods", "components", "int8", "removable_layers", "max_removed_layers", "budget"});
-  check_keys(c, sample, "sample", {"count", "seed"});
-  check_keys(c, train, "train", {"objective", "folds", "rounds", "max_depth", "eta", "seed"});
-  check_keys(c, search, "search", {"rounds", "evaluate", "generations", "population", "parents", "crossover_rate", "seed"});
+  check_section_keys(c, sample, "sample", {"count", "seed"});
+  check_section_keys(c, train, "train", {"objective", "folds", "rounds", "max_depth", "eta", "seed"});
+  check_section_keys(c, search, "search", {"rounds", "evaluate", "generations", "population", "parents", "crossover_rate", "seed"});
   if (space) {
-    s.space.sparsity_levels = get(c, space, "sparsity_levels", "space", s.space.sparsity_levels);
+    s.space.sparsity_levels = section_value(c, space, "sparsity_levels", "space", s.space.sparsity_levels);
     if (space["methods"]) {
       s.space.methods.clear();
-      for (const auto& n : get(c, space, "methods", "space", std::vector<std::string>{})) {
+      for (const auto& n : section_value(c, space, "methods", "space", std::vector<std::string>{})) {
         bool found = false;
         for (PruneMethod m : kAllPruneMethods)
           if (prune_method_name(m) == n) s.space.methods.push_back(m), found = true;
-        if (!found) throw InputError(fmt::format("{}: unknown prune method \"{}\"", where(c, space["methods"], "space.methods"), n));
+        if (!found) throw InputError(fmt::format("{}: unknown prune method \"{}\"", config_where(c, space["methods"], "space.methods"), n));
       }
     }
     if (space["components"]) {
       s.space.components.clear();
-      for (const auto& n : get(c, space, "components", "space", std::vector<std::string>{})) {
+      for (const auto& n : section_value(c, space, "components", "space", std::vector<std::string>{})) {
         bool found = false;
         for (Component k : kAllComponents)
           if (component_name(k) == n) s.space.components.push_back(k), found = true;
-        if (!found) throw InputError(fmt::format("{}: unknown component \"{}\"", where(c, space["components"], "space.components"), n));
+        if (!found) throw InputError(fmt::format("{}: unknown component \"{}\"", config_where(c, space["components"], "space.components"), n));
       }
     }
-    s.space.int8 = get(c, space, "int8", "space", s.space.int8);
-    s.space.removable_layers = get(c, space, "removable_layers", "space", s.space.removable_layers);
-    s.space.max_removed_layers = get(c, space, "max_removed_layers", "space", s.space.max_removed_layers);
+    s.space.int8 = section_value(c, space, "int8", "space", s.space.int8);
+    s.space.removable_layers = section_value(c, space, "removable_layers", "space", s.space.removable_layers);
+    s.space.max_removed_layers = section_value(c, space, "max_removed_layers", "space", s.space.max_removed_layers);
     const YAML::Node b = space["budget"];
-    check_keys(c, b, "space.budget", {"sparsity", "tolerance"});
-    s.budget.sparsity = get(c, b, "sparsity", "space.budget", s.budget.sparsity);
-    s.budget.tolerance = get(c, b, "tolerance", "space.budget", s.budget.tolerance);
+    check_section_keys(c, b, "space.budget", {"sparsity", "tolerance"});
+    s.budget.sparsity = section_value(c, b, "sparsity", "space.budget", s.budget.sparsity);
+    s.budget.tolerance = section_value(c, b, "tolerance", "space.budget", s.budget.tolerance);
   }
-  s.sample_count = get<int64_t>(c, sample, "count", "sample", s.sample_count);
-  s.sample_seed = get<uint64_t>(c, sample, "seed", "sample", s.sample_seed);
-  s.objective = get<std::string>(c, train, "objective", "train", s.objective);
+  s.sample_count = section_value<int64_t>(c, sample, "count", "sample", s.sample_count);
+  s.sample_seed = section_value<uint64_t>(c, sample, "seed", "sample", s.sample_seed);
+  s.objective = section_value<std::string>(c, train, "objective", "train", s.objective);
   objective_key(s.objective);  // validates
-  s.folds = get<int64_t>(c, train, "folds", "train", s.folds);
-  s.predictor.rounds = get<int>(c, train, "rounds", "train", s.predictor.rounds);
-  s.predictor.max_depth = get<int>(c, train, "max_depth", "train", s.predictor.max_depth);
-  s.predictor.eta = get<double>(c, train, "eta", "train", s.predictor.eta);
-  s.predictor.seed = get<uint64_t>(c, train, "seed", "train", s.predictor.seed);
-  s.rounds = get<int64_t>(c, search, "rounds", "search", s.rounds);
-  s.evaluate_per_round = get<int64_t>(c, search, "evaluate", "search", s.evaluate_per_round);
-  s.evolution.generations = get<int>(c, search, "generations", "search", s.evolution.generations);
-  s.evolution.population = get<int>(c, search, "population", "search", s.evolution.population);
-  s.evolution.parents = get<int>(c, search, "parents", "search", s.evolution.parents);
-  s.evolution.crossover_rate = get<double>(c, search, "crossover_rate", "search", s.evolution.crossover_rate);
-  s.evolution.seed = get<uint64_t>(c, search, "seed", "search", s.evolution.seed);
+  s.folds = section_value<int64_t>(c, train, "folds", "train", s.folds);
+  s.predictor.rounds = section_value<int>(c, train, "rounds", "train", s.predictor.rounds);
+  s.predictor.max_depth = section_value<int>(c, train, "max_depth", "train", s.predictor.max_depth);
+  s.predictor.eta = section_value<double>(c, train, "eta", "train", s.predictor.eta);
+  s.predictor.seed = section_value<uint64_t>(c, train, "seed", "train", s.predictor.seed);
+  s.rounds = section_value<int64_t>(c, search, "rounds", "search", s.rounds);
+  s.evaluate_per_round = section_value<int64_t>(c, search, "evaluate", "search", s.evaluate_per_round);
+  s.evolution.generations = section_value<int>(c, search, "generations", "search", s.evolution.generations);
+  s.evolution.population = section_value<int>(c, search, "population", "search", s.evolution.population);
+  s.evolution.parents = section_value<int>(c, search, "parents", "search", s.evolution.parents);
+  s.evolution.crossover_rate = section_value<double>(c, search, "crossover_rate", "search", s.evolution.crossover_rate);
+  s.evolution.seed = section_value<uint64_t>(c, search, "seed", "search", s.evolution.seed);
   if (s.sample_count < 1) throw InputError(fmt::format("{}: sample.count must be at least 1", c.file.string()));
   if (s.folds < 2) throw InputError(fmt::format("{}: train.folds must be at least 2", c.file.string()));
   if (s.rounds < 0 || s.evaluate_per_round < 1)
@@ -134,6 +101,20 @@ std::vector<Pair> read_pairs(const RunArchive& archive, const std::string& objec
     pairs.push_back(std::move(p));
   }
   return pairs;
+}
+
+std::vector<std::string> search_pool_ids(const RunArchive& archive) {
+  H5File f = archive.open_read();
+  if (!f.exists("search/sample") || !f.has_attr("search/sample", "complete")) return {};
+  std::vector<std::string> ids = f.read_strings("search/sample/ids");
+  ids.push_back(f.attr_string("search/sample", "uniform_id"));
+  for (int64_t r = 0;; ++r) {
+    const std::string g = fmt::format("search/rounds/{}", r);
+    if (!f.exists(g) || !f.has_attr(g, "complete")) break;
+    const std::vector<std::string> round = f.read_strings(g + "/ids");
+    ids.insert(ids.end(), round.begin(), round.end());
+  }
+  return ids;
 }
 
 FeatureMatrix feature_matrix(const std::vector<Pair>& pairs) {

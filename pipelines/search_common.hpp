@@ -56,6 +56,10 @@ struct Pair {
 // missing or incomplete ones left out). Coordinator only.
 std::vector<Pair> read_pairs(const RunArchive& archive, const std::string& objective,
                              const std::vector<std::string>& ids = {});
+// Ids of the search's pairs: the sample stage's random plans and its uniform reference, then the plans of every
+// complete search round in round order; the population the search stage fits on. Empty when the archive holds
+// no complete sample stage. Coordinator only.
+std::vector<std::string> search_pool_ids(const RunArchive& archive);
 FeatureMatrix feature_matrix(const std::vector<Pair>& pairs);
 FeatureMatrix feature_matrix(const std::vector<CompressionPlan>& plans, const ModelConfig& model);
 

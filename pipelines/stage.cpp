@@ -16,6 +16,7 @@ const std::map<std::string, StageFunction>& stage_registry() {
       {"sample", run_sample_stage},
       {"train", run_train_stage},
       {"search", run_search_stage},
+      {"sensitivity", run_sensitivity_stage},
   };
   return registry;
 }

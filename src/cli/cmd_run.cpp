@@ -1,5 +1,6 @@
-// divprune run CONFIG.yaml [--set key=value ...]: runs the stages the configuration lists (pipelines/), writing
-// one HDF5 archive (src/archive/SCHEMA.md). Every config key: configs/README.md.
+// divprune run [CONFIG.yaml] [--set key=value ...]: runs the stages the configuration lists (pipelines/), writing
+// one HDF5 archive (src/archive/SCHEMA.md). Every config key: configs/README.md. Without CONFIG it runs the
+// embedded default, configs/demo.yaml of the source tree the binary was built from.
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -18,7 +19,9 @@ namespace {
 class RunCommand final : public Command {
  public:
   void setup(CLI::App& sub) override {
-    sub.add_option("config", config_, "Run configuration (YAML; keys documented in configs/README.md)")->required();
+    sub.add_option("config", config_,
+                   "Run configuration (YAML; keys documented in configs/README.md). Default: the embedded demo, " +
+                       config_);
     sub.add_option("--set", overrides_, "Override a configuration key: dotted.key=value (value read as YAML); repeatable")
         ->expected(1)
         ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
@@ -28,6 +31,8 @@ class RunCommand final : public Command {
     const auto start = std::chrono::steady_clock::now();
     RunConfig config;
     collective_step(MPI_COMM_WORLD, [&] {
+      if (config_ == DIVPRUNE_DEFAULT_CONFIG && topology.is_coordinator())
+        spdlog::info("running the default configuration {}", config_);
       config = load_run_config(config_, overrides_);
       for (const std::string& stage : config.stages)
         if (stage_registry().count(stage) == 0) {
@@ -72,7 +77,7 @@ class RunCommand final : public Command {
   }
 
  private:
-  std::string config_;
+  std::string config_ = DIVPRUNE_DEFAULT_CONFIG;
   std::vector<std::string> overrides_;
 };
 

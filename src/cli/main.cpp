@@ -53,7 +53,10 @@ int main(int argc, char** argv) {
   add("generate", "Greedy continuation of a prompt (token ids, then text with --tokenizer)", make_generate_command(), true);
   add("logits", "Logits of the int32 dataset input_ids [batch, seq] of an HDF5 file, written to another", make_logits_command(), true);
   add("perplexity", "Perplexity of a text file (chunks of --ctx tokens, each after BOS)", make_perplexity_command(), true);
-  add("run", "Run the stages of a YAML configuration (baseline, evaluate, ...) into one HDF5 archive", make_run_command(), true);
+  add("run",
+      "Run the stages of a YAML configuration (baseline, evaluate, sensitivity, sample, train, search) into one HDF5 "
+      "archive; without CONFIG, the demo",
+      make_run_command(), true);
   add("demo", "Write the embedded default model, then show its info, a generation and a perplexity", make_demo_command(), true);
 
   try {

@@ -4,6 +4,7 @@
 
 #include "core/errors.hpp"
 #include "pipelines/search_common.hpp"
+#include "pipelines/sensitivity.hpp"
 
 namespace divprune {
 namespace {
@@ -34,7 +35,11 @@ TEST(SearchConfigs, ShippedConfigsValidate) {
   for (const auto& [name, model] : cases) {
     SCOPED_TRACE(name);
     const RunConfig c = load_run_config(kConfigs / name, {});
-    EXPECT_EQ(c.stages, (std::vector<std::string>{"baseline", "sample", "train", "search"}));
+    EXPECT_EQ(c.stages, (std::vector<std::string>{"baseline", "sensitivity", "sample", "train", "search"}));
+    const SensitivitySettings sens = read_sensitivity_settings(c, model);
+    EXPECT_EQ(sens.layers.size(), static_cast<size_t>(model.num_layers));
+    EXPECT_EQ(sweep_entries(sens, model).size(),
+              static_cast<size_t>(model.num_layers) * (7 * sens.steps.size() + 7 + 1));
     const SearchSettings s = read_search_settings(c, model);
     EXPECT_GE(s.sample_count, 16);
     // The uniform reference and a few samples fit the budget.

@@ -44,8 +44,7 @@ TEST(SearchPipelineResume, KilledSampleResumesWithoutReevaluating) {
   const auto r = run_config(cfg, "--set stages=[sample]");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find(std::to_string(complete) + " already complete, "), std::string::npos) << r.err;
-  size_t archived = 0;
-  for (size_t at = r.err.find("archived plan"); at != std::string::npos; at = r.err.find("archived plan", at + 1)) ++archived;
+  const size_t archived = count_in(r.err, "archived plan");
   const auto after = a.plan_status();
   size_t complete_after = 0;
   for (const auto& [id, done] : after) complete_after += done;

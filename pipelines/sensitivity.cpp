@@ -1,0 +1,274 @@
+// The `sensitivity` stage: the Divergent Token Metrics sweep. One component at a time is compressed (every
+// layer × component of `sensitivity.components` pruned at each of `sensitivity.steps`, each of them alone in
+// int8, each whole layer removed), everything else left as in the checkpoint; every such plan is evaluated like
+// the evaluate stage (work queue over replicas, resumable by plan hash). The coordinator then builds the
+// layers × components × steps tables of FDT, SDT, KL and perplexity in /sensitivity and ranks the components by
+// how early they diverge: the first step at which the mean FDT falls below `fdt_threshold` · N (N: the greedy
+// continuation length), ties broken by the mean FDT over all steps (lower = more sensitive).
+//
+// Archive layout (src/archive/SCHEMA.md, "/sensitivity"):
+//   steps [S], layers [L], components [C]           the sweep's axes
+//   plan_ids [L·C·S], fdt/sdt/kl/perplexity [L,C,S]  the pruning sweep
+//   int8/plan_ids [L·C], int8/fdt ... [L,C]          each component alone in int8 (when sensitivity.int8)
+//   removed/plan_ids [L], removed/fdt ... [L]        each layer removed (when sensitivity.remove_layers)
+//   ranking/{layer, component, first_divergent_step, fdt_mean}  [L·C], most sensitive first
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "pipelines/config_section.hpp"
+#include "pipelines/sensitivity.hpp"
+#include "pipelines/search_common.hpp"
+
+namespace divprune {
+
+SensitivitySettings read_sensitivity_settings(const RunConfig& c, const ModelConfig& model) {
+  SensitivitySettings s;
+  const YAML::Node node = c.root["sensitivity"];
+  check_section_keys(c, node, "sensitivity",
+                     {"steps", "method", "components", "layers", "int8", "remove_layers", "fdt_threshold"});
+  s.steps = section_value(c, node, "steps", "sensitivity", s.steps);
+  if (s.steps.empty()) throw InputError(fmt::format("{}: sensitivity.steps is empty", c.file.string()));
+  for (double v : s.steps)
+    if (!(v > 0.0 && v < 1.0))
+      throw InputError(fmt::format("{}: sensitivity.steps: {} is outside (0, 1)", config_where(c, node["steps"], "sensitivity.steps"), v));
+  if (!std::is_sorted(s.steps.begin(), s.steps.end()) || std::adjacent_find(s.steps.begin(), s.steps.end()) != s.steps.end())
+    throw InputError(fmt::format("{}: must be strictly increasing", config_where(c, node["steps"], "sensitivity.steps")));
+  const std::string method = section_value<std::string>(c, node, "method", "sensitivity", "magnitude");
+  if (method == "magnitude") s.method = PruneMethod::Magnitude;
+  else if (method == "magnitude_row") s.method = PruneMethod::MagnitudeRow;
+  else
+    throw InputError(fmt::format("{}: \"{}\" is not magnitude or magnitude_row (the methods every component accepts "
+                                 "at any step)", config_where(c, node["method"], "sensitivity.method"), method));
+  if (node && node["components"]) {
+    s.components.clear();
+    for (const auto& name : section_value(c, node, "components", "sensitivity", std::vector<std::string>{})) {
+      const auto it = std::find_if(kAllComponents.begin(), kAllComponents.end(),
+                                   [&](Component k) { return component_name(k) == name; });
+      if (it == kAllComponents.end())
+        throw InputError(fmt::format("{}: unknown component \"{}\" (q, k, v, o, gate, up, down)",
+                                     config_where(c, node["components"], "sensitivity.components"), name));
+      s.components.push_back(*it);
+    }
+    if (s.components.empty()) throw InputError(fmt::format("{}: sensitivity.components is empty", c.file.string()));
+  }
+  s.layers = section_value(c, node, "layers", "sensitivity", s.layers);
+  if (s.layers.empty()) {
+    s.layers.resize(static_cast<size_t>(model.num_layers));
+    std::iota(s.layers.begin(), s.layers.end(), int64_t{0});
+  }
+  for (int64_t l : s.layers)
+    if (l < 0 || l >= model.num_layers)
+      throw InputError(fmt::format("{}: layer {} is outside [0, {})", config_where(c, node["layers"], "sensitivity.layers"),
+                                   l, model.num_layers));
+  s.int8 = section_value(c, node, "int8", "sensitivity", s.int8);
+  s.remove_layers = section_value(c, node, "remove_layers", "sensitivity", s.remove_layers);
+  s.fdt_threshold = section_value(c, node, "fdt_threshold", "sensitivity", s.fdt_threshold);
+  if (!(s.fdt_threshold > 0.0 && s.fdt_threshold <= 1.0))
+    throw InputError(fmt::format("{}: sensitivity.fdt_threshold must lie in (0, 1]", c.file.string()));
+  if (c.prompt_count == 0 || (c.prompts_file.empty() && c.prompts_text.empty()))
+    throw InputError(fmt::format("{}: the sensitivity stage ranks components by FDT: it needs data.prompts", c.file.string()));
+  return s;
+}
+
+namespace {
+std::string step_label(double step) { return fmt::format("{:g}", step * 100.0); }
+}  // namespace
+
+std::vector<PlanEntry> sweep_entries(const SensitivitySettings& s, const ModelConfig& model) {
+  std::vector<PlanEntry> entries;
+  for (int64_t l : s.layers)
+    for (Component c : s.components)
+      for (double step : s.steps) {
+        CompressionPlan plan = CompressionPlan::identity(model.num_layers);
+        plan.at(l, c).prune = PruneSpec{s.method, step};
+        entries.push_back(plan_entry(fmt::format("sens_L{}_{}_{}", l, component_name(c), step_label(step)),
+                                     "sensitivity:prune", plan));
+      }
+  if (s.int8)
+    for (int64_t l : s.layers)
+      for (Component c : s.components) {
+        CompressionPlan plan = CompressionPlan::identity(model.num_layers);
+        plan.at(l, c).quant = QuantMethod::Int8;
+        entries.push_back(plan_entry(fmt::format("sens_L{}_{}_int8", l, component_name(c)), "sensitivity:int8", plan));
+      }
+  if (s.remove_layers)
+    for (int64_t l : s.layers) {
+      CompressionPlan plan = CompressionPlan::identity(model.num_layers);
+      plan.layers[static_cast<size_t>(l)].removed = true;
+      entries.push_back(plan_entry(fmt::format("sens_L{}_removed", l), "sensitivity:remove", plan));
+    }
+  return entries;
+}
+
+namespace {
+
+using Summaries = std::map<std::string, std::map<std::string, double>>;  // plan id -> summary
+
+// The four metrics of each plan of `ids` (NaN where the run has no such metric, e.g. no KL without base
+// log-probs), and their ids, written under group `g` with `dims`.
+void write_metric_tables(H5File& f, const Summaries& all, const std::string& g, const Shape& dims,
+                         const std::vector<std::string>& ids, std::vector<double>* fdt_out) {
+  const std::vector<std::pair<std::string, std::string>> metrics = {
+      {"fdt", "fdt_mean"}, {"sdt", "sdt_mean"}, {"kl", "kl_mean"}, {"perplexity", "perplexity"}};
+  const std::map<std::string, std::pair<std::string, std::string>> meaning = {
+      {"fdt", {"tokens", "mean first divergent token of the greedy continuations (N: none diverged)"}},
+      {"sdt", {"1", "mean share of divergent tokens of the greedy continuations"}},
+      {"kl", {"nats", "mean per-token KL(base || compressed) over the kept tokens"}},
+      {"perplexity", {"", "perplexity of the perplexity text"}}};
+  std::vector<std::map<std::string, double>> summaries;
+  for (const std::string& id : ids) summaries.push_back(all.at(id));
+  f.write_strings(g + "/plan_ids", ids);
+  annotate(f, g + "/plan_ids", "", "plan id of each cell (/plans/<id>), flattened in row-major order of the tables");
+  for (const auto& [name, key] : metrics) {
+    std::vector<double> values;
+    for (const auto& s : summaries) {
+      const auto it = s.find(key);
+      values.push_back(it == s.end() ? std::nan("") : it->second);
+    }
+    f.write_double(g + "/" + name, dims, values.data());
+    annotate(f, g + "/" + name, meaning.at(name).first, meaning.at(name).second);
+    if (name == "fdt" && fdt_out) *fdt_out = values;
+  }
+}
+
+struct RankedComponent {
+  int64_t layer = 0;
+  Component component = Component::Q;
+  int64_t first_divergent_step = 0;  // index into steps; S when the FDT never fell below the threshold
+  double fdt_mean = 0.0;             // over the steps
+};
+
+// Most sensitive first: diverges at an earlier step, then lower mean FDT over the steps.
+std::vector<RankedComponent> rank_components(const SensitivitySettings& s, const std::vector<double>& fdt,
+                                             double threshold_tokens) {
+  const size_t steps = s.steps.size();
+  std::vector<RankedComponent> ranked;
+  size_t cell = 0;
+  for (int64_t l : s.layers)
+    for (Component c : s.components) {
+      RankedComponent r{l, c, static_cast<int64_t>(steps), 0.0};
+      for (size_t k = 0; k < steps; ++k, ++cell) {
+        const double v = fdt[cell];
+        r.fdt_mean += v / static_cast<double>(steps);
+        if (v < threshold_tokens && r.first_divergent_step == static_cast<int64_t>(steps)) r.first_divergent_step = static_cast<int64_t>(k);
+      }
+      ranked.push_back(r);
+    }
+  std::stable_sort(ranked.begin(), ranked.end(), [](const RankedComponent& a, const RankedComponent& b) {
+    if (a.first_divergent_step != b.first_divergent_step) return a.first_divergent_step < b.first_divergent_step;
+    return a.fdt_mean < b.fdt_mean;
+  });
+  return ranked;
+}
+
+void print_sensitivity_table(const SensitivitySettings& s, const std::vector<RankedComponent>& ranked,
+                             const std::vector<double>& fdt, const std::vector<double>& removed_fdt, int64_t n,
+                             double threshold_tokens) {
+  const size_t steps = s.steps.size(), comps = s.components.size();
+  fmt::print("\nsensitivity: components by how early they diverge ({} pruning, first step with mean FDT < {:.1f} of {})\n",
+             prune_method_name(s.method), threshold_tokens, n);
+  fmt::print("{:>4} {:>5} {:<5} {:>10}", "rank", "layer", "comp", "diverges");
+  for (double step : s.steps) fmt::print(" {:>8}", fmt::format("FDT@{:g}", step));
+  fmt::print("\n");
+  for (size_t i = 0; i < ranked.size(); ++i) {
+    const RankedComponent& r = ranked[i];
+    const size_t li = static_cast<size_t>(std::find(s.layers.begin(), s.layers.end(), r.layer) - s.layers.begin());
+    const size_t ci = static_cast<size_t>(std::find(s.components.begin(), s.components.end(), r.component) - s.components.begin());
+    const std::string at = r.first_divergent_step < static_cast<int64_t>(steps)
+                               ? fmt::format("{:g}", s.steps[static_cast<size_t>(r.first_divergent_step)])
+                               : std::string("never");
+    fmt::print("{:>4} {:>5} {:<5} {:>10}", i + 1, r.layer, component_name(r.component), at);
+    for (size_t k = 0; k < steps; ++k) fmt::print(" {:>8.2f}", fdt[(li * comps + ci) * steps + k]);
+    fmt::print("\n");
+  }
+  if (!removed_fdt.empty()) {
+    fmt::print("layer removed, mean FDT:");
+    for (size_t i = 0; i < s.layers.size(); ++i) fmt::print(" L{} {:.2f}", s.layers[i], removed_fdt[i]);
+    fmt::print("\n");
+  }
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+void run_sensitivity_stage(StageContext& ctx) {
+  const ModelConfig& model = ctx.replica.config();
+  SensitivitySettings s;
+  collective_step(MPI_COMM_WORLD, [&] { s = read_sensitivity_settings(ctx.config, model); });
+  // Every rank builds the same entries from the same settings: nothing to broadcast.
+  const std::vector<PlanEntry> entries = sweep_entries(s, model);
+  const std::vector<std::string> ids = evaluate_plan_entries(ctx, entries, "sensitivity", false);
+
+  collective_step(MPI_COMM_WORLD, [&] {
+    if (!ctx.topology.is_coordinator()) return;
+    const int64_t L = static_cast<int64_t>(s.layers.size()), C = static_cast<int64_t>(s.components.size()),
+                  S = static_cast<int64_t>(s.steps.size());
+    const int64_t n = ctx.archive.read_eval_set().continuation;
+    Summaries summaries;  // read before the archive is opened for writing
+    for (const std::string& id : ids) summaries.emplace(id, ctx.archive.read_plan_summary(id));
+    const double threshold_tokens = s.fdt_threshold * static_cast<double>(n);
+    std::vector<std::string> component_names;
+    for (Component c : s.components) component_names.emplace_back(component_name(c));
+
+    H5File f = ctx.archive.open_write();
+    f.remove("sensitivity");
+    f.create_group("sensitivity");
+    f.write_double("sensitivity/steps", {S}, s.steps.data());
+    annotate(f, "sensitivity/steps", "fraction", "sparsity of each step of the sweep");
+    f.write_int64("sensitivity/layers", {L}, s.layers.data());
+    annotate(f, "sensitivity/layers", "", "decoder layer of each table row");
+    f.write_strings("sensitivity/components", component_names);
+    annotate(f, "sensitivity/components", "", "component of each table column");
+    f.set_attr("sensitivity", "method", std::string(prune_method_name(s.method)));
+    f.set_attr("sensitivity", "fdt_threshold", s.fdt_threshold);
+    f.set_attr("sensitivity", "continuation", n);
+
+    auto at = ids.begin();
+    std::vector<double> fdt, removed_fdt;
+    write_metric_tables(f, summaries, "sensitivity", {L, C, S}, {at, at + L * C * S}, &fdt);
+    at += L * C * S;
+    if (s.int8) {
+      f.create_group("sensitivity/int8");
+      write_metric_tables(f, summaries, "sensitivity/int8", {L, C}, {at, at + L * C}, nullptr);
+      at += L * C;
+    }
+    if (s.remove_layers) {
+      f.create_group("sensitivity/removed");
+      write_metric_tables(f, summaries, "sensitivity/removed", {L}, {at, at + L}, &removed_fdt);
+    }
+
+    const std::vector<RankedComponent> ranked = rank_components(s, fdt, threshold_tokens);
+    std::vector<int64_t> rank_layer, rank_step;
+    std::vector<std::string> rank_component;
+    std::vector<double> rank_fdt;
+    for (const RankedComponent& r : ranked) {
+      rank_layer.push_back(r.layer);
+      rank_component.emplace_back(component_name(r.component));
+      rank_step.push_back(r.first_divergent_step);
+      rank_fdt.push_back(r.fdt_mean);
+    }
+    const int64_t R = static_cast<int64_t>(ranked.size());
+    f.create_group("sensitivity/ranking");
+    f.write_int64("sensitivity/ranking/layer", {R}, rank_layer.data());
+    annotate(f, "sensitivity/ranking/layer", "", "layer of each ranked component, most sensitive first");
+    f.write_strings("sensitivity/ranking/component", rank_component);
+    annotate(f, "sensitivity/ranking/component", "", "component name of each ranked component");
+    f.write_int64("sensitivity/ranking/first_divergent_step", {R}, rank_step.data());
+    annotate(f, "sensitivity/ranking/first_divergent_step", "",
+             "index into steps of the first step whose mean FDT < fdt_threshold * continuation; len(steps) if none");
+    f.write_double("sensitivity/ranking/fdt_mean", {R}, rank_fdt.data());
+    annotate(f, "sensitivity/ranking/fdt_mean", "tokens", "mean FDT over the steps (tie-break: lower is more sensitive)");
+    f.set_attr("sensitivity", "complete", int64_t{1});
+
+    print_sensitivity_table(s, ranked, fdt, removed_fdt, n, threshold_tokens);
+    const RankedComponent& top = ranked.front();
+    spdlog::info("sensitivity: {} plans; most sensitive L{}.{}, least sensitive L{}.{}", ids.size(), top.layer,
+                 component_name(top.component), ranked.back().layer, component_name(ranked.back().component));
+  });
+}
+
+}  // namespace divprune
