@@ -17,6 +17,7 @@
 #include "compress/operators.hpp"
 #include "compress/plan.hpp"
 #include "core/errors.hpp"
+#include "core/progress.hpp"
 #include "metrics/divergence.hpp"
 #include "metrics/teacher_forced.hpp"
 #include "pipelines/stage.hpp"
@@ -226,6 +227,8 @@ std::vector<std::string> evaluate_plan_entries(StageContext& ctx, const std::vec
   const BaseLogprobSlices slices = load_base_logprobs(ctx.archive, set, topo, layout, model_config.vocab_size);
 
   int64_t archived = 0;
+  // Done / total, rate and ETA every 30 s (a sweep of hundreds of plans runs for hours on a cluster).
+  Progress progress(stage + " plans", static_cast<long>(pending.size()), 30.0);
   auto on_result = [&](int64_t item, int replica, Bytes&& bytes) {
     const ParsedPlan& p = plans[static_cast<size_t>(pending[static_cast<size_t>(item)])];
     const PlanOutputs outputs = deserialize_plan_outputs(bytes);
@@ -254,6 +257,7 @@ std::vector<std::string> evaluate_plan_entries(StageContext& ctx, const std::vec
                  p.entry.name, p.id, archived, pending.size(), replica, outputs.seconds, s["perplexity"], s["kl_mean"],
                  s["kl_stderr"], s["same_top1_rate"], s["fdt_mean"], s["sdt_mean"], s["mc_flips_sum_total"],
                  s["mc_items"]);
+    progress.advance();
   };
 
   WorkQueue queue(topo, static_cast<int64_t>(pending.size()), on_result);

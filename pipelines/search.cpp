@@ -3,7 +3,9 @@
 // evolves from the pairs inside the budget scored by the prediction (negated for mean FDT, which is maximised),
 // evaluates the best search.evaluate new plans for real through the evaluate machinery (resumable by plan hash)
 // and stores predicted vs measured in /search/rounds/<r>. Then the Pareto front (linear sparsity vs objective)
-// over every pair, the best searched plan, and a summary table on stdout.
+// over the search's pairs (sample, uniform, rounds), the best searched plan, and a summary table on stdout.
+// /search/best and /search/pareto are removed when the stage starts, so an interrupted search never leaves
+// a summary of an earlier run beside newer rounds.
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -39,6 +41,12 @@ void run_search_stage(StageContext& ctx) {
     uniform_id = f.attr_string("search/sample", "uniform_id");
     best_random_id = f.attr_string("search/sample", "best_random_id");
     pool.push_back(uniform_id);
+  });
+  collective_step(MPI_COMM_WORLD, [&] {
+    if (!coordinator) return;
+    H5File f = ctx.archive.open_write();
+    f.remove("search/best");
+    f.remove("search/pareto");
   });
   const PlanSampler sampler(s.space, model, s.budget);
   const double sign = objective_sign(s.objective);
@@ -129,11 +137,11 @@ void run_search_stage(StageContext& ctx) {
     // Refit on every pair, the Pareto front over every complete plan, the best searched plan.
     const std::vector<Pair> pairs = read_pairs(ctx.archive, s.objective, pool);
     const PredictorScores scores = train_and_store(ctx.archive, pairs, s, plan_feature_names(model), nullptr);
-    const std::vector<Pair> all = read_pairs(ctx.archive, s.objective);
+    // The front over the search's plans (not sensitivity-sweep or evaluate plans sharing the archive).
     std::vector<const Pair*> front;
-    for (const Pair& p : all) {
+    for (const Pair& p : pairs) {
       bool dominated = false;
-      for (const Pair& q : all)
+      for (const Pair& q : pairs)
         if (q.sparsity >= p.sparsity && sign * q.value <= sign * p.value &&
             (q.sparsity > p.sparsity || sign * q.value < sign * p.value))
           dominated = true;

@@ -26,6 +26,8 @@ TEST(PerplexityWikiText2, TrainedModelMatchesReference) {
   ASSERT_TRUE(ppl.ok) << "last line: " << last_line(r.out);
   EXPECT_EQ(ppl.tokens, 333547);
   EXPECT_LE(std::abs(ppl.ppl - 72.82) / 72.82, 0.005) << "ppl " << ppl.ppl;
+  // fp32 PyTorch on the same fp16 weights gives 72.8221 (assets README); printed to 4 decimals.
+  EXPECT_NEAR(ppl.ppl, 72.8221, 1e-4) << "ppl " << ppl.ppl;
   report_measured("tiny-llama2-trained WikiText-2 test perplexity",
                   fmt::format("{:.4f} over {} tokens ({:.1f} s)", ppl.ppl, ppl.tokens, seconds));
 }

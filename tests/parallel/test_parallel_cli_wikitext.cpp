@@ -1,4 +1,7 @@
-// 2 replicas × tp 2 on 4 ranks score WikiText-2 test exactly like one rank, each replica about half the chunks.
+// 2 replicas × tp 2 on 4 ranks score WikiText-2 test like one rank, each replica about half the chunks. One rank
+// is not rerun here (cli_perplexity_wikitext2 does that pass): both are held to the fp32 PyTorch reference of
+// ../shared/assets/README.md, 72.8221, to the 4 printed decimals, which is what "equal to one rank" means for
+// the printed result.
 #include <gtest/gtest.h>
 
 #include <regex>
@@ -8,24 +11,19 @@
 namespace divprune::test {
 namespace {
 
-TEST(ParallelCliWikitext, TwoReplicasTimesTp2EqualSingleRank) {
+TEST(ParallelCliWikitext, TwoReplicasTimesTp2MatchTheReference) {
   ASSETS_OR_SKIP("tiny-llama2-trained/model.safetensors.index.json");
   ASSETS_OR_SKIP("wikitext2.test.txt");
   const std::string args = " perplexity --model " + (assets_dir() / "tiny-llama2-trained").string() + " --tokenizer " +
                            (assets_dir() / "llama2-tokenizer.model").string() + " --text " +
                            (assets_dir() / "wikitext2.test.txt").string();
-  auto one = run_divprune(args + " -q");
   auto four = run_command(mpirun(4) + divprune_binary() + args + " --tp 2");
-  ASSERT_EQ(one.exit_code, 0) << one.err;
   ASSERT_EQ(four.exit_code, 0) << four.err;
-  double ppl1 = 0, ppl4 = 0;
-  long tok1 = 0, tok4 = 0;
-  ASSERT_TRUE(parse_ppl(one.out, &ppl1, &tok1)) << one.out;
+  double ppl4 = 0;
+  long tok4 = 0;
   ASSERT_TRUE(parse_ppl(four.out, &ppl4, &tok4)) << four.out;
-  EXPECT_EQ(tok1, 333547);
-  EXPECT_EQ(tok4, tok1);
-  EXPECT_NEAR(ppl4, ppl1, 1e-6 * ppl1);
-  EXPECT_NEAR(ppl1, 72.82, 0.005 * 72.82);
+  EXPECT_EQ(tok4, 333547);
+  EXPECT_NEAR(ppl4, 72.8221, 1e-4);
   // Both replica leaders report their share: 1303 chunks -> 652 and 651.
   std::smatch m;
   const std::regex share(R"(replica (\d) scored (\d+) of (\d+) chunks)");

@@ -1,6 +1,7 @@
 // `divprune run` killed with SIGKILL during the sample stage, after its first plan was archived: the rerun
 // evaluates only the sampled plans that were not complete (same draws: the sampler is deterministic from the
-// seed), and the archive ends with every sampled plan complete and /search/sample written.
+// seed), and the archive ends with every sampled plan complete and /search/sample written: the same plans,
+// metrics and /search/sample as an uninterrupted sample stage on a copy of the same baseline.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -21,6 +22,12 @@ TEST(SearchPipelineResume, KilledSampleResumesWithoutReevaluating) {
   const fs::path archive = dir / "run.h5";
   const auto cfg = write_config(dir, "run.yaml", search_config(archive, search_sections(16), 64, 4));
   ASSERT_EQ(run_config(cfg, "--set stages=[baseline]").exit_code, 0);
+  // The uninterrupted run: the same baseline, then the whole sample stage in one go.
+  const fs::path reference = dir / "uninterrupted" / "run.h5";
+  fs::create_directories(reference.parent_path());
+  fs::copy_file(archive, reference);
+  const auto uninterrupted = run_config(cfg, "--set stages=[sample] --set archive=\"" + reference.string() + "\"");
+  ASSERT_EQ(uninterrupted.exit_code, 0) << uninterrupted.err;
 
   const fs::path log = dir / "first.log";
   const std::string cmd = divprune_binary() + " run " + cfg.string() +
@@ -59,6 +66,15 @@ TEST(SearchPipelineResume, KilledSampleResumesWithoutReevaluating) {
   std::set<std::string> sampled(ids.begin(), ids.end());
   sampled.insert(f.attr_string("search/sample", "uniform_id"));
   EXPECT_EQ(sampled.size(), complete_after);
+
+  const SearchOutcome got = read_search_outcome(archive), want = read_search_outcome(reference);
+  EXPECT_EQ(got.sample_ids, want.sample_ids);
+  EXPECT_EQ(got.uniform_id, want.uniform_id);
+  expect_same_plan_summaries(got, want, 0.0, 0.0, "killed+resumed vs uninterrupted");
+  {
+    H5File g(archive, H5Mode::Read), w(reference, H5Mode::Read);
+    EXPECT_EQ(g.attr_string("search/sample", "best_random_id"), w.attr_string("search/sample", "best_random_id"));
+  }
   fs::remove_all(dir);
 }
 
