@@ -393,48 +393,37 @@ std::vector<std::string> H5File::children(const std::string& group) const {
 }
 
 namespace {
-void delete_attr_if_present(hid_t object, const std::string& name) {
-  if (H5Aexists(object, name.c_str()) > 0) H5Adelete(object, name.c_str());
+// Replaces attribute `name` of `object` by `data` of `mem_type`, stored as `file_type`: a scalar when `count` < 0,
+// else a 1-D array of `count` values.
+void replace_attr(hid_t file, const std::string& path, const std::string& object, const std::string& name,
+                  hid_t file_type, hid_t mem_type, const void* data, int64_t count) {
+  H5Handle obj = open_object(file, object, path);
+  if (H5Aexists(obj.id(), name.c_str()) > 0) H5Adelete(obj.id(), name.c_str());
+  const hsize_t n = count < 0 ? 0 : static_cast<hsize_t>(count);
+  H5Handle space(count < 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &n, nullptr), H5Sclose);
+  H5Handle attr(H5Acreate2(obj.id(), name.c_str(), file_type, space.id(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  if (attr.id() < 0 || (count != 0 && H5Awrite(attr.id(), mem_type, data) < 0))
+    throw InputError(fmt::format("{}: cannot write attribute {}@{}", path, object, name));
 }
 }  // namespace
 
 void H5File::set_attr(const std::string& object, const std::string& name, const std::string& value) {
-  H5Handle obj = open_object(id(), object, path_);
-  delete_attr_if_present(obj.id(), name);
   H5Handle type = string_type();
-  H5Handle space(H5Screate(H5S_SCALAR), H5Sclose);
-  H5Handle attr(H5Acreate2(obj.id(), name.c_str(), type.id(), space.id(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
   const char* p = value.c_str();
-  if (attr.id() < 0 || H5Awrite(attr.id(), type.id(), &p) < 0)
-    throw InputError(fmt::format("{}: cannot write attribute {}@{}", path_, object, name));
+  replace_attr(id(), path_, object, name, type.id(), type.id(), &p, -1);
 }
 
 void H5File::set_attr(const std::string& object, const std::string& name, int64_t value) {
-  H5Handle obj = open_object(id(), object, path_);
-  delete_attr_if_present(obj.id(), name);
-  H5Handle space(H5Screate(H5S_SCALAR), H5Sclose);
-  H5Handle attr(H5Acreate2(obj.id(), name.c_str(), H5T_STD_I64LE, space.id(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
-  if (attr.id() < 0 || H5Awrite(attr.id(), H5T_NATIVE_INT64, &value) < 0)
-    throw InputError(fmt::format("{}: cannot write attribute {}@{}", path_, object, name));
+  replace_attr(id(), path_, object, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value, -1);
 }
 
 void H5File::set_attr(const std::string& object, const std::string& name, double value) {
-  H5Handle obj = open_object(id(), object, path_);
-  delete_attr_if_present(obj.id(), name);
-  H5Handle space(H5Screate(H5S_SCALAR), H5Sclose);
-  H5Handle attr(H5Acreate2(obj.id(), name.c_str(), H5T_IEEE_F64LE, space.id(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
-  if (attr.id() < 0 || H5Awrite(attr.id(), H5T_NATIVE_DOUBLE, &value) < 0)
-    throw InputError(fmt::format("{}: cannot write attribute {}@{}", path_, object, name));
+  replace_attr(id(), path_, object, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value, -1);
 }
 
 void H5File::set_attr(const std::string& object, const std::string& name, const std::vector<double>& values) {
-  H5Handle obj = open_object(id(), object, path_);
-  delete_attr_if_present(obj.id(), name);
-  hsize_t n = values.size();
-  H5Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose);
-  H5Handle attr(H5Acreate2(obj.id(), name.c_str(), H5T_IEEE_F64LE, space.id(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
-  if (attr.id() < 0 || (n > 0 && H5Awrite(attr.id(), H5T_NATIVE_DOUBLE, values.data()) < 0))
-    throw InputError(fmt::format("{}: cannot write attribute {}@{}", path_, object, name));
+  replace_attr(id(), path_, object, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, values.data(),
+               static_cast<int64_t>(values.size()));
 }
 
 bool H5File::has_attr(const std::string& object, const std::string& name) const {
