@@ -74,7 +74,7 @@ void run_search_stage(StageContext& ctx) {
       }
       const std::vector<Pair> pairs = read_pairs(ctx.archive, s.objective, pool);
       std::optional<Predictor> predictor;
-      const PredictorScores scores = train_and_store(ctx.archive, pairs, s, plan_feature_names(model), &predictor);
+      const PredictorScores scores = train_and_store(ctx.archive, pairs, s, model, &predictor);
       spdlog::info("search: round {}: predictor on {} pairs, CV R² {:.3f}, Spearman ρ {:.3f}, MAE {:.4g}", r, pairs.size(),
                    scores.r2, scores.spearman, scores.mae);
       std::vector<CompressionPlan> seeds;
@@ -87,7 +87,7 @@ void run_search_stage(StageContext& ctx) {
       EvolutionParams params = s.evolution;
       params.seed = s.evolution.seed + static_cast<uint64_t>(r);
       const auto scorer = [&](const std::vector<CompressionPlan>& plans) {
-        std::vector<double> y = predictor->predict(feature_matrix(plans, model));
+        std::vector<double> y = predictor->predict(feature_matrix(plans, model, s.aggregate_features));
         for (double& v : y) v *= sign;
         return y;
       };
@@ -136,7 +136,7 @@ void run_search_stage(StageContext& ctx) {
     if (!coordinator) return;
     // Refit on every pair, the Pareto front over every complete plan, the best searched plan.
     const std::vector<Pair> pairs = read_pairs(ctx.archive, s.objective, pool);
-    const PredictorScores scores = train_and_store(ctx.archive, pairs, s, plan_feature_names(model), nullptr);
+    const PredictorScores scores = train_and_store(ctx.archive, pairs, s, model, nullptr);
     // The front over the search's plans (not sensitivity-sweep or evaluate plans sharing the archive).
     std::vector<const Pair*> front;
     for (const Pair& p : pairs) {

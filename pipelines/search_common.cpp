@@ -7,6 +7,7 @@
 #include "archive/sha256.hpp"
 #include "core/errors.hpp"
 #include "pipelines/config_section.hpp"
+#include "search/predictor_features.hpp"
 
 namespace divprune {
 
@@ -16,7 +17,7 @@ SearchSettings read_search_settings(const RunConfig& c, const ModelConfig& model
   check_section_keys(c, space, "space",
              {"sparsity_levels", "methods", "components", "int8", "removable_layers", "max_removed_layers", "budget"});
   check_section_keys(c, sample, "sample", {"count", "seed"});
-  check_section_keys(c, train, "train", {"objective", "folds", "rounds", "max_depth", "eta", "seed"});
+  check_section_keys(c, train, "train", {"objective", "folds", "rounds", "max_depth", "eta", "seed", "aggregate_features"});
   check_section_keys(c, search, "search", {"rounds", "evaluate", "generations", "population", "parents", "crossover_rate", "seed"});
   if (space) {
     s.space.sparsity_levels = section_value(c, space, "sparsity_levels", "space", s.space.sparsity_levels);
@@ -55,6 +56,7 @@ SearchSettings read_search_settings(const RunConfig& c, const ModelConfig& model
   s.predictor.max_depth = section_value<int>(c, train, "max_depth", "train", s.predictor.max_depth);
   s.predictor.eta = section_value<double>(c, train, "eta", "train", s.predictor.eta);
   s.predictor.seed = section_value<uint64_t>(c, train, "seed", "train", s.predictor.seed);
+  s.aggregate_features = section_value<bool>(c, train, "aggregate_features", "train", s.aggregate_features);
   s.rounds = section_value<int64_t>(c, search, "rounds", "search", s.rounds);
   s.evaluate_per_round = section_value<int64_t>(c, search, "evaluate", "search", s.evaluate_per_round);
   s.evolution.generations = section_value<int>(c, search, "generations", "search", s.evolution.generations);
@@ -117,21 +119,24 @@ std::vector<std::string> search_pool_ids(const RunArchive& archive) {
   return ids;
 }
 
-FeatureMatrix feature_matrix(const std::vector<Pair>& pairs) {
+FeatureMatrix feature_matrix(const std::vector<Pair>& pairs, const ModelConfig& model, bool aggregates) {
   FeatureMatrix x;
   x.rows = pairs.size();
-  x.cols = pairs.empty() ? 0 : pairs[0].features.size();
-  for (const Pair& p : pairs) x.values.insert(x.values.end(), p.features.begin(), p.features.end());
+  x.cols = predictor_feature_names(model, aggregates).size();
+  for (const Pair& p : pairs) {
+    const std::vector<float> row = predictor_row(p.features, model, aggregates);
+    x.values.insert(x.values.end(), row.begin(), row.end());
+  }
   return x;
 }
 
-FeatureMatrix feature_matrix(const std::vector<CompressionPlan>& plans, const ModelConfig& model) {
+FeatureMatrix feature_matrix(const std::vector<CompressionPlan>& plans, const ModelConfig& model, bool aggregates) {
   FeatureMatrix x;
   x.rows = plans.size();
+  x.cols = predictor_feature_names(model, aggregates).size();
   for (const CompressionPlan& p : plans) {
-    const std::vector<float> f = plan_features(p, model);
-    x.cols = f.size();
-    x.values.insert(x.values.end(), f.begin(), f.end());
+    const std::vector<float> row = predictor_row(plan_features(p, model), model, aggregates);
+    x.values.insert(x.values.end(), row.begin(), row.end());
   }
   return x;
 }
@@ -173,11 +178,12 @@ void broadcast_entries(std::vector<PlanEntry>& entries) {
 }
 
 PredictorScores train_and_store(RunArchive& archive, const std::vector<Pair>& pairs, const SearchSettings& s,
-                                const std::vector<std::string>& feature_names, std::optional<Predictor>* trained) {
+                                const ModelConfig& model_config, std::optional<Predictor>* trained) {
   if (pairs.size() < 4)
     throw InputError(fmt::format("train: {} evaluated plans in the archive, at least 4 are needed (run `sample` first)",
                                  pairs.size()));
-  const FeatureMatrix x = feature_matrix(pairs);
+  const FeatureMatrix x = feature_matrix(pairs, model_config, s.aggregate_features);
+  const std::vector<std::string> feature_names = predictor_feature_names(model_config, s.aggregate_features);
   std::vector<double> y;
   for (const Pair& p : pairs) y.push_back(p.value);
   const size_t folds = std::min<size_t>(static_cast<size_t>(s.folds), pairs.size());
@@ -199,7 +205,9 @@ PredictorScores train_and_store(RunArchive& archive, const std::vector<Pair>& pa
   f.write_double(g + "/feature_gain", {static_cast<int64_t>(gain.size())}, gain.data());
   annotate(f, g + "/feature_gain", "", "total XGBoost gain per feature (names: feature_names)");
   f.write_strings(g + "/feature_names", feature_names);
-  annotate(f, g + "/feature_names", "", "names of the plan features (src/compress/FEATURES.md)");
+  annotate(f, g + "/feature_names", "",
+           "names of the predictor's inputs: the plan features (src/compress/FEATURES.md) and their aggregates "
+           "(src/search/predictor_features.hpp)");
   std::vector<std::string> ids;
   for (const Pair& p : pairs) ids.push_back(p.id);
   f.write_strings(g + "/ids", ids);

@@ -29,6 +29,7 @@ struct SearchSettings {
   // train
   std::string objective = "mean_fdt";  // mean_fdt (maximised), mean_kl or perplexity (minimised)
   PredictorParams predictor;
+  bool aggregate_features = true;      // search/predictor_features.hpp
   int64_t folds = 5;
   // search
   int64_t rounds = 2;
@@ -60,8 +61,9 @@ std::vector<Pair> read_pairs(const RunArchive& archive, const std::string& objec
 // complete search round in round order; the population the search stage fits on. Empty when the archive holds
 // no complete sample stage. Coordinator only.
 std::vector<std::string> search_pool_ids(const RunArchive& archive);
-FeatureMatrix feature_matrix(const std::vector<Pair>& pairs);
-FeatureMatrix feature_matrix(const std::vector<CompressionPlan>& plans, const ModelConfig& model);
+// Predictor inputs (search/predictor_features.hpp: the plan features and their aggregates) of pairs and of plans.
+FeatureMatrix feature_matrix(const std::vector<Pair>& pairs, const ModelConfig& model, bool aggregates);
+FeatureMatrix feature_matrix(const std::vector<CompressionPlan>& plans, const ModelConfig& model, bool aggregates);
 
 // A plan as an evaluate entry (canonical YAML).
 PlanEntry plan_entry(const std::string& name, const std::string& source, const CompressionPlan& plan);
@@ -71,6 +73,6 @@ void broadcast_entries(std::vector<PlanEntry>& entries);
 
 // Fits the predictor on `pairs` with k-fold CV and writes /search/predictor (coordinator only).
 PredictorScores train_and_store(RunArchive& archive, const std::vector<Pair>& pairs, const SearchSettings& s,
-                                const std::vector<std::string>& feature_names, std::optional<Predictor>* trained);
+                                const ModelConfig& model, std::optional<Predictor>* trained);
 
 }  // namespace divprune
