@@ -1,6 +1,7 @@
 // divprune info --model PATH: what a checkpoint is, without loading its weights.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "cli/command.hpp"
@@ -24,7 +25,10 @@ void print_checkpoint_info(const Checkpoint& checkpoint, const std::string& mode
     fmt::print("rms_norm_eps       {}\n", c.rms_norm_eps);
     fmt::print("tied embeddings    {}\n", c.tie_word_embeddings ? "yes" : "no");
     fmt::print("parameters         {} ({:.2f}M)\n", c.parameter_count(), c.parameter_count() / 1e6);
-    for (const std::string& file : checkpoint.files()) {
+    // config.json first, then the shards by name (the checkpoint lists them in weight_map order).
+    std::vector<std::string> files = checkpoint.files();
+    if (files.size() > 2) std::sort(files.begin() + 1, files.end());
+    for (const std::string& file : files) {
       std::error_code ec;
       const auto size = std::filesystem::file_size(file, ec);
       fmt::print("file               {} ({} bytes)\n", file, ec ? 0 : size);

@@ -57,7 +57,8 @@ int main(int argc, char** argv) {
       "Run the stages of a YAML configuration (baseline, evaluate, sensitivity, sample, train, search) into one HDF5 "
       "archive; without CONFIG, the demo",
       make_run_command(), true);
-  add("demo", "Write the embedded default model, then show its info, a generation and a perplexity", make_demo_command(), true);
+  add("demo", "Smoke test without assets: write a synthetic model, show its info, a generation and a perplexity",
+      make_demo_command(), true);
 
   try {
     app.parse(argc, argv);
