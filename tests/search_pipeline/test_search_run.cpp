@@ -56,7 +56,10 @@ TEST(SearchPipeline, SampleTrainSearchFillTheArchiveInsideTheBudget) {
   EXPECT_TRUE(std::isfinite(r2) && std::isfinite(rho) && mae >= 0);
   EXPECT_EQ(f.attr_int(p, "pairs"), static_cast<int64_t>(all.size() + 6));
   EXPECT_NE(f.read_strings(p + "/model_json")[0].find("learner"), std::string::npos);
-  EXPECT_EQ(f.read_double(p + "/feature_gain").size(), features);
+  // The plan features, then 6 per-layer sparsities, 7 per-component means, int8 share, removed layers.
+  EXPECT_EQ(f.read_double(p + "/feature_gain").size(), features + 6 + 7 + 2);
+  EXPECT_EQ(f.read_strings(p + "/feature_names").size(), features + 6 + 7 + 2);
+  EXPECT_EQ(f.read_strings(p + "/feature_names").back(), "removed_layers");
   EXPECT_EQ(f.read_double(p + "/held_out_prediction").size(), static_cast<size_t>(f.attr_int(p, "pairs")));
 
   // Rounds: 3 new plans each, inside the budget, predicted vs measured stored.
