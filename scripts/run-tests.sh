@@ -4,7 +4,7 @@
 #  1. installs the dependencies (scripts/install-deps.sh);
 #  2. builds Release in build/ and runs every test that needs no GPU: ctest -LE gpu (unit, mpi and slow);
 #  3. builds the fast CPU tests with AddressSanitizer + UBSan in build-asan/ and runs them:
-#     ctest -LE "gpu|slow|mpi".
+#     ctest -LE "gpu|slow|mpi|analysis" (analysis: the Python scripts, whose pipeline run the C++ tests cover).
 # Exits non-zero if any step fails; both test phases run even if the first one fails.
 # Environment: DIVPRUNE_CUDA=OFF skips the CUDA backend in build/ (built by default when the toolkit is found;
 # GPU tests are built, never run here). JOBS sets the build parallelism (default: all cores).
@@ -34,7 +34,7 @@ ctest --test-dir build --output-on-failure -LE gpu -j2 || status=1
 # the selected tests need: their test_<name> executables and the divprune binary the CLI tests run. Debug keeps
 # asserts on; -O1 -g1 (line tables) compiles in about half the time of -O2 -g and still gives file:line traces.
 phase "AddressSanitizer build (build-asan/)"
-ASAN_LABELS="gpu|slow|mpi"
+ASAN_LABELS="gpu|slow|mpi|analysis"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" -DDIVPRUNE_SANITIZE=ON \
   -DDIVPRUNE_CUDA=OFF
 mapfile -t asan_tests < <(ctest --test-dir build-asan -N -LE "$ASAN_LABELS" | sed -n 's/^ *Test *#[0-9]*: *//p')
