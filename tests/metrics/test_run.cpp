@@ -24,6 +24,41 @@
 namespace divprune::test {
 namespace {
 
+// The baseline stage scores a text exactly as `divprune perplexity` does (same chunks, tokens and value), on the
+// first 300 lines of WikiText-2 test. The whole corpus is checked against the PyTorch reference through the CLI
+// (cli_perplexity_wikitext2) and, for compressed models, through the library (compress_perplexity).
+TEST(Run, BaselinePerplexityEqualsTheCli) {
+  ASSETS_OR_SKIP("tiny-llama2-trained/config.json");
+  const fs::path dir = temp_dir();
+  {
+    std::ifstream in(assets_dir() / "wikitext2.test.txt");
+    std::ofstream out(dir / "text.txt");
+    std::string line;
+    for (int i = 0; i < 300 && std::getline(in, line); ++i) out << line << "\n";
+  }
+  std::ofstream(dir / "run.yaml") << "model: " << (assets_dir() / "tiny-llama2-trained").string() << "\n"
+                                  << "tokenizer: " << (assets_dir() / "llama2-tokenizer.model").string() << "\n"
+                                  << "archive: " << (dir / "run.h5").string() << "\n"
+                                  << "stages: [baseline]\n"
+                                  << "data:\n  perplexity: {text: " << (dir / "text.txt").string() << ", ctx: 128}\n"
+                                  << "  logprobs: {store: none}\n";
+  const auto run = run_config(dir / "run.yaml");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const auto cli = run_divprune(" perplexity -q --model " + (assets_dir() / "tiny-llama2-trained").string() +
+                                " --tokenizer " + (assets_dir() / "llama2-tokenizer.model").string() + " --text " +
+                                (dir / "text.txt").string() + " --ctx 128");
+  ASSERT_EQ(cli.exit_code, 0) << cli.err;
+  double ppl = 0;
+  long tokens = 0;
+  ASSERT_TRUE(parse_ppl(cli.out, &ppl, &tokens)) << cli.out;
+  H5File f(dir / "run.h5", H5Mode::Read);
+  EXPECT_GT(tokens, 10000);
+  EXPECT_EQ(f.read_double("baseline/summary/tokens")[0], static_cast<double>(tokens));
+  EXPECT_NEAR(f.read_double("baseline/summary/perplexity")[0], ppl, 1e-4);  // the CLI prints 4 decimals
+  std::printf("baseline and CLI: ppl %.4f over %ld tokens\n", ppl, tokens);
+  fs::remove_all(dir);
+}
+
 TEST(Run, BasePlanReproducesTheBaselineAndTheArchiveReadsBack) {
   ASSETS_OR_SKIP("tiny-llama2-trained/config.json");
   const fs::path dir = temp_dir();

@@ -1,10 +1,9 @@
-// tiny-llama2-trained on larger evaluation sets:
+// tiny-llama2-trained on a larger evaluation set:
 //  - configs/tiny-eval.yaml (8 chunks of 256 WikiText-2 test tokens with full base log-probs, 16 prompts x 32
 //    greedy tokens, 40 next-sentence items): 50% magnitude pruning of every linear projection changes the model
-//    more than 10% does on every divergence metric;
-//  - the whole WikiText-2 test set: the baseline stage's perplexity equals the fp32 PyTorch reference of
-//    shared/assets/README.md (the four compressed references: compress_perplexity; the evaluate stage's plan
-//    perplexities equal the baseline's for the base plan: metrics_run).
+//    more than 10% does on every divergence metric.
+// (Whole WikiText-2 against the PyTorch references: cli_perplexity_wikitext2 and compress_perplexity; the baseline
+// stage against the CLI and the base plan against the baseline: metrics_run.)
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -57,26 +56,6 @@ TEST(RunPruning, FiftyPercentDivergesMoreThanTenPercent) {
                 v.at("same_top1_rate"), v.at("dp_rms"), v.at("fdt_mean"), v.at("fdt_median"), v.at("fdt_reach_n_rate"),
                 v.at("sdt_mean"), v.at("mc_accuracy_sum"), v.at("mc_accuracy_mean"), v.at("mc_flips_sum_total"),
                 v.at("mc_flips_sum_correct_to_wrong"), v.at("mc_flips_sum_wrong_to_correct"));
-  fs::remove_all(dir);
-}
-
-TEST(RunPruning, WholeWikiTextBaselineMatchesTheReference) {
-  ASSETS_OR_SKIP("tiny-llama2-trained/config.json");
-  const fs::path dir = fs::temp_directory_path() / ("divprune-run-wikitext-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  std::ofstream(dir / "run.yaml") << "assets: " << assets_dir().string() << "\n"
-                                  << "model: ${assets}/tiny-llama2-trained\n"
-                                  << "tokenizer: ${assets}/llama2-tokenizer.model\n"
-                                  << "archive: " << (dir / "run.h5").string() << "\n"
-                                  << "stages: [baseline]\n"
-                                  << "data:\n  perplexity:\n    text: ${assets}/wikitext2.test.txt\n    ctx: 256\n"
-                                  << "  logprobs:\n    store: full\n    max_tokens: 2048\n";
-  const auto r = run_divprune("run " + (dir / "run.yaml").string());
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  std::printf("%s", r.out.c_str());
-  H5File f(dir / "run.h5", H5Mode::Read);
-  EXPECT_EQ(f.read_double("baseline/summary/tokens")[0], 333547);
-  EXPECT_NEAR(f.read_double("baseline/summary/perplexity")[0], 72.8221, 1e-4);
   fs::remove_all(dir);
 }
 
