@@ -4,22 +4,13 @@
 
 #include "compress/plan.hpp"
 #include "search/predictor_features.hpp"
+#include "tests/support/model_shapes.hpp"
 
 namespace divprune {
 namespace {
 
-ModelConfig llama7b() {
-  ModelConfig c;
-  c.vocab_size = 32000;
-  c.hidden_size = 4096;
-  c.intermediate_size = 11008;
-  c.num_layers = 4;  // four layers keep the vector short; shapes are 7B's
-  c.num_heads = 32;
-  c.num_kv_heads = 32;
-  c.head_dim = 128;
-  c.max_seq_len = 4096;
-  return c;
-}
+// Four layers keep the vector short; the matrix shapes are Llama-2-7B's.
+ModelConfig llama7b() { return test::llama_shape(4, 4096, 11008, 32, 32); }
 
 TEST(PredictorFeatures, AggregatesFollowTheirDefinitions) {
   const ModelConfig m = llama7b();

@@ -5,32 +5,22 @@
 #include "core/errors.hpp"
 #include "pipelines/search_common.hpp"
 #include "pipelines/sensitivity.hpp"
+#include "tests/support/model_shapes.hpp"
 
 namespace divprune {
 namespace {
 
 const std::filesystem::path kConfigs = std::filesystem::path(DIVPRUNE_SOURCE_DIR) / "configs";
 
-ModelConfig llama(int64_t layers, int64_t hidden, int64_t inter, int64_t heads, int64_t kv) {
-  ModelConfig c;
-  c.vocab_size = 32000;
-  c.hidden_size = hidden;
-  c.intermediate_size = inter;
-  c.num_layers = layers;
-  c.num_heads = heads;
-  c.num_kv_heads = kv;
-  c.head_dim = hidden / heads;
-  c.max_seq_len = 4096;
-  return c;
-}
+using test::llama_shape;
 
 TEST(SearchConfigs, ShippedConfigsValidate) {
   const std::vector<std::pair<std::string, ModelConfig>> cases = {
-      {"demo.yaml", llama(6, 256, 688, 8, 8)},
-      {"search-tiny-trained.yaml", llama(6, 256, 688, 8, 8)},
-      {"llama2-7b.yaml", llama(32, 4096, 11008, 32, 32)},
-      {"llama2-13b.yaml", llama(40, 5120, 13824, 40, 40)},
-      {"llama2-70b.yaml", llama(80, 8192, 28672, 64, 8)},
+      {"demo.yaml", llama_shape(6, 256, 688, 8, 8)},
+      {"search-tiny-trained.yaml", llama_shape(6, 256, 688, 8, 8)},
+      {"llama2-7b.yaml", llama_shape(32, 4096, 11008, 32, 32)},
+      {"llama2-13b.yaml", llama_shape(40, 5120, 13824, 40, 40)},
+      {"llama2-70b.yaml", llama_shape(80, 8192, 28672, 64, 8)},
   };
   for (const auto& [name, model] : cases) {
     SCOPED_TRACE(name);
