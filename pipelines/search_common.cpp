@@ -119,26 +119,30 @@ std::vector<std::string> search_pool_ids(const RunArchive& archive) {
   return ids;
 }
 
-FeatureMatrix feature_matrix(const std::vector<Pair>& pairs, const ModelConfig& model, bool aggregates) {
+namespace {
+
+// One predictor row (predictor_row) per item, from the plan features `features_of(item)` returns.
+template <typename Item, typename FeaturesOf>
+FeatureMatrix predictor_rows(const std::vector<Item>& items, FeaturesOf features_of, const ModelConfig& model,
+                             bool aggregates) {
   FeatureMatrix x;
-  x.rows = pairs.size();
+  x.rows = items.size();
   x.cols = predictor_feature_names(model, aggregates).size();
-  for (const Pair& p : pairs) {
-    const std::vector<float> row = predictor_row(p.features, model, aggregates);
+  for (const Item& item : items) {
+    const std::vector<float> row = predictor_row(features_of(item), model, aggregates);
     x.values.insert(x.values.end(), row.begin(), row.end());
   }
   return x;
 }
 
+}  // namespace
+
+FeatureMatrix feature_matrix(const std::vector<Pair>& pairs, const ModelConfig& model, bool aggregates) {
+  return predictor_rows(pairs, [](const Pair& p) { return p.features; }, model, aggregates);
+}
+
 FeatureMatrix feature_matrix(const std::vector<CompressionPlan>& plans, const ModelConfig& model, bool aggregates) {
-  FeatureMatrix x;
-  x.rows = plans.size();
-  x.cols = predictor_feature_names(model, aggregates).size();
-  for (const CompressionPlan& p : plans) {
-    const std::vector<float> row = predictor_row(plan_features(p, model), model, aggregates);
-    x.values.insert(x.values.end(), row.begin(), row.end());
-  }
-  return x;
+  return predictor_rows(plans, [&](const CompressionPlan& p) { return plan_features(p, model); }, model, aggregates);
 }
 
 PlanEntry plan_entry(const std::string& name, const std::string& source, const CompressionPlan& plan) {

@@ -112,26 +112,30 @@ using Summaries = std::map<std::string, std::map<std::string, double>>;  // plan
 // log-probs), and their ids, written under group `g` with `dims`.
 void write_metric_tables(H5File& f, const Summaries& all, const std::string& g, const Shape& dims,
                          const std::vector<std::string>& ids, std::vector<double>* fdt_out) {
-  const std::vector<std::pair<std::string, std::string>> metrics = {
-      {"fdt", "fdt_mean"}, {"sdt", "sdt_mean"}, {"kl", "kl_mean"}, {"perplexity", "perplexity"}};
-  const std::map<std::string, std::pair<std::string, std::string>> meaning = {
-      {"fdt", {"tokens", "mean first divergent token of the greedy continuations (N: none diverged)"}},
-      {"sdt", {"1", "mean share of divergent tokens of the greedy continuations"}},
-      {"kl", {"nats", "mean per-token KL(base || compressed) over the kept tokens"}},
-      {"perplexity", {"", "perplexity of the perplexity text"}}};
-  std::vector<std::map<std::string, double>> summaries;
-  for (const std::string& id : ids) summaries.push_back(all.at(id));
+  struct Table {
+    const char* name;   // dataset
+    const char* key;    // plan summary
+    const char* units;
+    const char* description;
+  };
+  static const Table tables[] = {
+      {"fdt", "fdt_mean", "tokens", "mean first divergent token of the greedy continuations (N: none diverged)"},
+      {"sdt", "sdt_mean", "1", "mean share of divergent tokens of the greedy continuations"},
+      {"kl", "kl_mean", "nats", "mean per-token KL(base || compressed) over the kept tokens"},
+      {"perplexity", "perplexity", "", "perplexity of the perplexity text"}};
   f.write_strings(g + "/plan_ids", ids);
   annotate(f, g + "/plan_ids", "", "plan id of each cell (/plans/<id>), flattened in row-major order of the tables");
-  for (const auto& [name, key] : metrics) {
+  for (const Table& t : tables) {
     std::vector<double> values;
-    for (const auto& s : summaries) {
-      const auto it = s.find(key);
-      values.push_back(it == s.end() ? std::nan("") : it->second);
+    for (const std::string& id : ids) {
+      const auto& summary = all.at(id);
+      const auto it = summary.find(t.key);
+      values.push_back(it == summary.end() ? std::nan("") : it->second);
     }
-    f.write_double(g + "/" + name, dims, values.data());
-    annotate(f, g + "/" + name, meaning.at(name).first, meaning.at(name).second);
-    if (name == "fdt" && fdt_out) *fdt_out = values;
+    const std::string dataset = g + "/" + t.name;
+    f.write_double(dataset, dims, values.data());
+    annotate(f, dataset, t.units, t.description);
+    if (std::string(t.name) == "fdt" && fdt_out) *fdt_out = values;
   }
 }
 
