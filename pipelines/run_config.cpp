@@ -4,66 +4,11 @@
 
 #include <algorithm>
 #include <fstream>
-#include <set>
 #include <sstream>
 
 #include "core/errors.hpp"
 
 namespace divprune {
-
-namespace {
-
-// Top-level sections. A stage that needs configuration adds its section here and documents it in
-// configs/README.md.
-const std::set<std::string> kTopLevel = {"assets", "model", "tokenizer", "archive", "stages", "data", "evaluate",
-                                           "space", "sample", "train", "search",   // pipelines/search_common.hpp
-                                           "sensitivity"};                         // pipelines/sensitivity.cpp
-
-struct Reader {
-  std::string file;
-
-  std::string where(const YAML::Node& node, const std::string& key) const {
-    if (node.Mark().line >= 0) return fmt::format("{}: {} (line {})", file, key, node.Mark().line + 1);
-    return fmt::format("{}: {}", file, key);
-  }
-
-  void check_keys(const YAML::Node& node, const std::string& key, const std::set<std::string>& allowed) const {
-    if (!node) return;
-    if (!node.IsMap()) throw InputError(fmt::format("{}: expected a mapping", where(node, key)));
-    for (const auto& kv : node) {
-      const std::string name = kv.first.as<std::string>();
-      if (allowed.count(name) == 0) {
-        std::string list;
-        for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-        throw InputError(fmt::format("{}: unknown key \"{}\" (known: {})", where(kv.first, key.empty() ? name : key + "." + name),
-                                     name, list));
-      }
-    }
-  }
-
-  template <typename T>
-  T get(const YAML::Node& parent, const std::string& name, const std::string& key, T fallback) const {
-    const YAML::Node node = parent ? parent[name] : YAML::Node();
-    if (!node || node.IsNull()) return fallback;
-    try {
-      return node.as<T>();
-    } catch (const YAML::Exception&) {
-      throw InputError(fmt::format("{}: cannot read \"{}\" as {}", where(node, key), YAML::Dump(node),
-                                   std::is_same_v<T, std::string> ? "a string"
-                                   : std::is_same_v<T, bool>      ? "true/false"
-                                                                  : "a number"));
-    }
-  }
-};
-
-std::string substitute_assets(std::string value, const std::string& assets) {
-  const std::string token = "${assets}";
-  for (size_t at = value.find(token); at != std::string::npos; at = value.find(token, at + assets.size()))
-    value.replace(at, token.size(), assets);
-  return value;
-}
-
-}  // namespace
 
 namespace {
 
@@ -112,14 +57,9 @@ RunConfig parse_run_config(const std::string& text, const std::filesystem::path&
   RunConfig c;
   c.file = file;
   const std::string name = file.string();
-  Reader r{name};
-  try {
-    c.root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    throw InputError(fmt::format("{}: not valid YAML: {}", name, e.what()));
-  }
-  if (!c.root || c.root.IsNull()) c.root = YAML::Node(YAML::NodeType::Map);
-  if (!c.root.IsMap()) throw InputError(fmt::format("{}: the configuration must be a YAML mapping", name));
+  YAML::Node tree = ConfigNode::parse(text, name).yaml();  // refuses invalid YAML and duplicate keys
+  if (!tree.IsDefined() || tree.IsNull()) tree = YAML::Node(YAML::NodeType::Map);
+  if (!tree.IsMap()) throw InputError(fmt::format("{}: the configuration must be a YAML mapping", name));
   for (const std::string& o : overrides) {
     const size_t eq = o.find('=');
     if (eq == std::string::npos || eq == 0)
@@ -130,160 +70,133 @@ RunConfig parse_run_config(const std::string& text, const std::filesystem::path&
     } catch (const YAML::Exception& e) {
       throw InputError(fmt::format("--set {}: the value is not valid YAML: {}", o, e.what()));
     }
-    set_dotted(c.root, o.substr(0, eq), value, "--set " + o);
+    set_dotted(tree, o.substr(0, eq), value, "--set " + o);
   }
   {
     YAML::Emitter out;
-    out << c.root;
+    out << tree;
     c.yaml = out.c_str();
     c.yaml += "\n";
   }
-  r.check_keys(c.root, "", kTopLevel);
 
+  // Relative paths resolve against the configuration's directory (ConfigNode::as_path).
   const std::filesystem::path base = file.has_parent_path() ? file.parent_path() : std::filesystem::path(".");
-  auto resolve_raw = [&](const std::string& value) -> std::filesystem::path {
-    if (value.empty()) return {};
-    std::filesystem::path p(value);
-    return p.is_absolute() ? p : (base / p).lexically_normal();
-  };
+  ConfigNode root = ConfigNode::wrap(tree, name, base);
+  // Top-level sections. A stage that needs configuration adds its section here and documents it in
+  // configs/README.md.
+  root.check_keys({"assets", "model", "tokenizer", "archive", "stages", "data", "evaluate",
+                   "space", "sample", "train", "search",  // pipelines/search_common.hpp
+                   "sensitivity"});                        // pipelines/sensitivity.cpp
   // Absolute: a substituted path is resolved against the configuration's directory once more.
-  std::filesystem::path assets_path = resolve_raw(r.get<std::string>(c.root, "assets", "assets", ""));
-  if (!assets_path.empty()) assets_path = std::filesystem::absolute(assets_path).lexically_normal();
-  const std::string assets = assets_path.string();
-  auto path_of = [&](const YAML::Node& parent, const std::string& key, const std::string& dotted) -> std::filesystem::path {
-    const std::string value = r.get<std::string>(parent, key, dotted, "");
-    if (value.find("${assets}") != std::string::npos && assets.empty())
-      throw InputError(fmt::format("{}: uses ${{assets}} but the configuration sets no `assets`", r.where(parent[key], dotted)));
-    return resolve_raw(substitute_assets(value, assets));
-  };
-  auto positive = [&](const YAML::Node& parent, const std::string& key, const std::string& dotted, int64_t fallback,
-                      int64_t minimum) {
-    const int64_t v = r.get<int64_t>(parent, key, dotted, fallback);
-    if (v < minimum) throw InputError(fmt::format("{}: must be at least {}, got {}", r.where(parent[key], dotted), minimum, v));
+  std::filesystem::path assets = root.get_path("assets");
+  if (!assets.empty()) root = root.with_variable("assets", std::filesystem::absolute(assets).lexically_normal().string());
+  c.root = root;
+  auto at_least = [](const ConfigNode& parent, std::string_view key, int64_t fallback, int64_t minimum) {
+    const int64_t v = parent.get<int64_t>(key, fallback);
+    if (v < minimum) parent[key].fail(fmt::format("must be at least {}, got {}", minimum, v));
     return v;
   };
 
-  c.model = path_of(c.root, "model", "model");
-  c.tokenizer = path_of(c.root, "tokenizer", "tokenizer");
-  c.archive = path_of(c.root, "archive", "archive");
+  c.model = root.get_path("model");
+  c.tokenizer = root.get_path("tokenizer");
+  c.archive = root.get_path("archive");
   if (c.model.empty()) throw InputError(fmt::format("{}: `model` is required (a Hugging Face directory or llama2.c .bin)", name));
   if (c.archive.empty()) throw InputError(fmt::format("{}: `archive` is required (the HDF5 file of the run)", name));
-  const YAML::Node stages = c.root["stages"];
-  if (!stages || !stages.IsSequence() || stages.size() == 0)
+  const ConfigNode stages = root["stages"];
+  if (!stages.is_sequence() || stages.size() == 0)
     throw InputError(fmt::format("{}: `stages` must be a non-empty list, e.g. [baseline, evaluate]", name));
-  for (size_t i = 0; i < stages.size(); ++i) {
-    if (!stages[i].IsScalar()) throw InputError(fmt::format("{}: expected a stage name", r.where(stages[i], "stages")));
-    c.stages.push_back(stages[i].as<std::string>());
+  for (const ConfigNode& stage : stages.elements()) {
+    if (!stage.is_scalar()) stage.fail("expected a stage name");
+    c.stages.push_back(stage.as<std::string>());
   }
 
-  const YAML::Node data = c.root["data"];
-  r.check_keys(data, "data", {"perplexity", "logprobs", "prompts", "multiple_choice"});
-  if (data) {
-    const YAML::Node ppl = data["perplexity"];
-    r.check_keys(ppl, "data.perplexity", {"text", "ctx", "max_chunks"});
-    if (ppl) {
-      c.ppl_text = path_of(ppl, "text", "data.perplexity.text");
-      c.ctx = positive(ppl, "ctx", "data.perplexity.ctx", 256, 1);
-      c.max_chunks = positive(ppl, "max_chunks", "data.perplexity.max_chunks", 0, 0);
-    }
-    const YAML::Node lp = data["logprobs"];
-    r.check_keys(lp, "data.logprobs", {"store", "top_k", "max_tokens"});
-    if (lp) {
-      c.logprob_mode = parse_logprob_mode(r.get<std::string>(lp, "store", "data.logprobs.store", "full"),
-                                          r.where(lp, "data.logprobs.store"));
-      c.top_k = positive(lp, "top_k", "data.logprobs.top_k", 64, 1);
-      c.max_logprob_tokens = positive(lp, "max_tokens", "data.logprobs.max_tokens", 4096, -1);
-    }
-    const YAML::Node pr = data["prompts"];
-    r.check_keys(pr, "data.prompts", {"file", "text", "count", "tokens", "continuation"});
-    if (pr) {
-      c.prompts_file = path_of(pr, "file", "data.prompts.file");
-      c.prompts_text = path_of(pr, "text", "data.prompts.text");
-      if (!c.prompts_file.empty() && !c.prompts_text.empty())
-        throw InputError(fmt::format("{}: give either data.prompts.file or data.prompts.text, not both", name));
-      c.prompt_count = positive(pr, "count", "data.prompts.count", 8, 0);
-      c.prompt_tokens = positive(pr, "tokens", "data.prompts.tokens", 32, 1);
-      c.continuation = positive(pr, "continuation", "data.prompts.continuation", 32, 1);
-    }
-    const YAML::Node mc = data["multiple_choice"];
-    r.check_keys(mc, "data.multiple_choice", {"file", "build", "max_items"});
-    if (mc) {
-      c.mc_file = path_of(mc, "file", "data.multiple_choice.file");
-      c.mc_max_items = positive(mc, "max_items", "data.multiple_choice.max_items", 0, 0);
-      const YAML::Node b = mc["build"];
-      r.check_keys(b, "data.multiple_choice.build",
-                   {"text", "items", "choices", "context_sentences", "min_words", "max_words", "seed"});
-      if (b) {
-        const std::string k = "data.multiple_choice.build.";
-        c.mc_build_text = path_of(b, "text", k + "text");
-        if (c.mc_build_text.empty()) throw InputError(fmt::format("{}: {}text is required", name, k));
-        c.mc_build.items = positive(b, "items", k + "items", c.mc_build.items, 1);
-        c.mc_build.choices = positive(b, "choices", k + "choices", c.mc_build.choices, 2);
-        c.mc_build.context_sentences = positive(b, "context_sentences", k + "context_sentences", c.mc_build.context_sentences, 1);
-        c.mc_build.min_words = positive(b, "min_words", k + "min_words", c.mc_build.min_words, 1);
-        c.mc_build.max_words = positive(b, "max_words", k + "max_words", c.mc_build.max_words, 1);
-        c.mc_build.seed = static_cast<uint64_t>(positive(b, "seed", k + "seed", static_cast<int64_t>(c.mc_build.seed), 0));
-      }
-      if (!c.mc_file.empty() && !c.mc_build_text.empty())
-        throw InputError(fmt::format("{}: give either data.multiple_choice.file or .build, not both", name));
-    }
-  }
+  const ConfigNode data = root["data"].check_keys({"perplexity", "logprobs", "prompts", "multiple_choice"});
+  const ConfigNode ppl = data["perplexity"].check_keys({"text", "ctx", "max_chunks"});
+  c.ppl_text = ppl.get_path("text");
+  c.ctx = at_least(ppl, "ctx", c.ctx, 1);
+  c.max_chunks = at_least(ppl, "max_chunks", c.max_chunks, 0);
 
-  const YAML::Node ev = c.root["evaluate"];
-  r.check_keys(ev, "evaluate", {"plans", "store_per_token"});
-  if (ev) {
-    c.store_per_token = r.get<bool>(ev, "store_per_token", "evaluate.store_per_token", true);
-    const YAML::Node plans = ev["plans"];
-    if (plans && !plans.IsSequence())
-      throw InputError(fmt::format("{}: must be a list of plan files, `base`, or {{name, file | plan}}",
-                                   r.where(plans, "evaluate.plans")));
-    for (size_t i = 0; plans && i < plans.size(); ++i) {
-      const YAML::Node p = plans[i];
-      const std::string key = fmt::format("evaluate.plans[{}]", i);
-      PlanEntry e;
-      e.where = r.where(p, key);
-      auto read_file = [&](const std::filesystem::path& path) {
-        std::ifstream in(path);
-        if (!in) throw InputError(fmt::format("{}: cannot open the plan file {}", e.where, path.string()));
-        std::stringstream s;
-        s << in.rdbuf();
-        return s.str();
-      };
-      if (p.IsScalar()) {
-        const std::string value = p.as<std::string>();
-        if (value == "base" || value == "identity") {
-          e.name = "base";
-          e.source = "builtin";
-          e.yaml = "drop_layers: []\ncomponents: []\n";
-        } else {
-          const std::filesystem::path path = resolve_raw(substitute_assets(value, assets));
-          e.name = path.stem().string();
-          e.source = path.string();
-          e.yaml = read_file(path);
-        }
-      } else if (p.IsMap()) {
-        r.check_keys(p, key, {"name", "file", "plan"});
-        const bool has_file = p["file"] && !p["file"].IsNull();
-        const bool has_plan = p["plan"] && !p["plan"].IsNull();
-        if (has_file == has_plan) throw InputError(fmt::format("{}: give exactly one of `file` and `plan`", e.where));
-        if (has_file) {
-          const std::filesystem::path path = path_of(p, "file", key + ".file");
-          e.source = path.string();
-          e.yaml = read_file(path);
-          e.name = path.stem().string();
-        } else {
-          e.source = "inline";
-          YAML::Emitter out;
-          out << p["plan"];
-          e.yaml = out.c_str();
-          e.name = fmt::format("plan{}", i);
-        }
-        e.name = r.get<std::string>(p, "name", key + ".name", e.name);
+  const ConfigNode lp = data["logprobs"].check_keys({"store", "top_k", "max_tokens"});
+  c.logprob_mode = lp.get_enum("store", kLogprobModeNames, c.logprob_mode);
+  c.top_k = at_least(lp, "top_k", c.top_k, 1);
+  c.max_logprob_tokens = at_least(lp, "max_tokens", c.max_logprob_tokens, -1);
+
+  const ConfigNode pr = data["prompts"].check_keys({"file", "text", "count", "tokens", "continuation"});
+  c.prompts_file = pr.get_path("file");
+  c.prompts_text = pr.get_path("text");
+  if (!c.prompts_file.empty() && !c.prompts_text.empty())
+    throw InputError(fmt::format("{}: give either data.prompts.file or data.prompts.text, not both", name));
+  c.prompt_count = at_least(pr, "count", c.prompt_count, 0);
+  c.prompt_tokens = at_least(pr, "tokens", c.prompt_tokens, 1);
+  c.continuation = at_least(pr, "continuation", c.continuation, 1);
+
+  const ConfigNode mc = data["multiple_choice"].check_keys({"file", "build", "max_items"});
+  c.mc_file = mc.get_path("file");
+  c.mc_max_items = at_least(mc, "max_items", c.mc_max_items, 0);
+  const ConfigNode b =
+      mc["build"].check_keys({"text", "items", "choices", "context_sentences", "min_words", "max_words", "seed"});
+  if (b.present()) {
+    c.mc_build_text = b.get_path("text");
+    if (c.mc_build_text.empty()) throw InputError(fmt::format("{}: data.multiple_choice.build.text is required", name));
+    c.mc_build.items = at_least(b, "items", c.mc_build.items, 1);
+    c.mc_build.choices = at_least(b, "choices", c.mc_build.choices, 2);
+    c.mc_build.context_sentences = at_least(b, "context_sentences", c.mc_build.context_sentences, 1);
+    c.mc_build.min_words = at_least(b, "min_words", c.mc_build.min_words, 1);
+    c.mc_build.max_words = at_least(b, "max_words", c.mc_build.max_words, 1);
+    c.mc_build.seed = b.get<uint64_t>("seed", c.mc_build.seed);
+  }
+  if (!c.mc_file.empty() && !c.mc_build_text.empty())
+    throw InputError(fmt::format("{}: give either data.multiple_choice.file or .build, not both", name));
+
+  const ConfigNode ev = root["evaluate"].check_keys({"plans", "store_per_token"});
+  c.store_per_token = ev.get<bool>("store_per_token", c.store_per_token);
+  const ConfigNode plans = ev["plans"];
+  if (plans.present() && !plans.is_sequence())
+    plans.fail("must be a list of plan files, `base`, or {name, file | plan}");
+  for (size_t i = 0; i < plans.size(); ++i) {
+    const ConfigNode p = plans[i];
+    PlanEntry e;
+    e.where = p.where();
+    auto read_file = [&](const std::filesystem::path& path) {
+      std::ifstream in(path);
+      if (!in) throw InputError(fmt::format("{}: cannot open the plan file {}", e.where, path.string()));
+      std::stringstream s;
+      s << in.rdbuf();
+      return s.str();
+    };
+    if (p.is_scalar()) {
+      const std::string value = p.as<std::string>();
+      if (value == "base" || value == "identity") {
+        e.name = "base";
+        e.source = "builtin";
+        e.yaml = "drop_layers: []\ncomponents: []\n";
       } else {
-        throw InputError(fmt::format("{}: expected a plan file, `base`, or {{name, file | plan}}", e.where));
+        const std::filesystem::path path = p.as_path();
+        e.name = path.stem().string();
+        e.source = path.string();
+        e.yaml = read_file(path);
       }
-      c.plans.push_back(std::move(e));
+    } else if (p.is_map()) {
+      p.check_keys({"name", "file", "plan"});
+      const bool has_file = p["file"].present();
+      if (has_file == p["plan"].present()) p.fail("give exactly one of `file` and `plan`");
+      if (has_file) {
+        const std::filesystem::path path = p.get_path("file");
+        e.source = path.string();
+        e.yaml = read_file(path);
+        e.name = path.stem().string();
+      } else {
+        e.source = "inline";
+        YAML::Emitter out;
+        out << p["plan"].yaml();
+        e.yaml = out.c_str();
+        e.name = fmt::format("plan{}", i);
+      }
+      e.name = p.get<std::string>("name", e.name);
+    } else {
+      p.fail("expected a plan file, `base`, or {name, file | plan}");
     }
+    c.plans.push_back(std::move(e));
   }
   return c;
 }

@@ -4,13 +4,12 @@
 // Paths: relative paths are resolved against the directory of the configuration file (so a config works
 // from any working directory); `${assets}` inside a path is replaced by the `assets` key (itself resolved the
 // same way). --set values follow the same rules; give absolute paths on the command line to avoid surprises.
-#include <yaml-cpp/yaml.h>
-
 #include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
 
+#include "core/yaml_config.hpp"
 #include "metrics/base_logprobs.hpp"
 #include "metrics/eval_data.hpp"
 
@@ -27,7 +26,7 @@ struct PlanEntry {
 struct RunConfig {
   std::filesystem::path file;          // the configuration file
   std::string yaml;                    // the whole configuration after --set overrides (archived at the root)
-  YAML::Node root;
+  ConfigNode root;                     // the same tree; stages read their own sections from it
 
   std::filesystem::path model;
   std::filesystem::path tokenizer;

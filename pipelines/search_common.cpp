@@ -6,68 +6,55 @@
 
 #include "archive/sha256.hpp"
 #include "core/errors.hpp"
-#include "pipelines/config_section.hpp"
 #include "search/predictor_features.hpp"
 
 namespace divprune {
 
 SearchSettings read_search_settings(const RunConfig& c, const ModelConfig& model) {
   SearchSettings s;
-  const YAML::Node space = c.root["space"], sample = c.root["sample"], train = c.root["train"], search = c.root["search"];
-  check_section_keys(c, space, "space",
-             {"sparsity_levels", "methods", "components", "int8", "removable_layers", "max_removed_layers", "budget"});
-  check_section_keys(c, sample, "sample", {"count", "seed"});
-  check_section_keys(c, train, "train", {"objective", "folds", "rounds", "max_depth", "eta", "seed", "aggregate_features"});
-  check_section_keys(c, search, "search", {"rounds", "evaluate", "generations", "population", "parents", "crossover_rate", "seed"});
-  if (space) {
-    s.space.sparsity_levels = section_value(c, space, "sparsity_levels", "space", s.space.sparsity_levels);
-    if (space["methods"]) {
-      s.space.methods.clear();
-      for (const auto& n : section_value(c, space, "methods", "space", std::vector<std::string>{})) {
-        bool found = false;
-        for (PruneMethod m : kAllPruneMethods)
-          if (prune_method_name(m) == n) s.space.methods.push_back(m), found = true;
-        if (!found) throw InputError(fmt::format("{}: unknown prune method \"{}\"", config_where(c, space["methods"], "space.methods"), n));
-      }
-    }
-    if (space["components"]) {
-      s.space.components.clear();
-      for (const auto& n : section_value(c, space, "components", "space", std::vector<std::string>{})) {
-        bool found = false;
-        for (Component k : kAllComponents)
-          if (component_name(k) == n) s.space.components.push_back(k), found = true;
-        if (!found) throw InputError(fmt::format("{}: unknown component \"{}\"", config_where(c, space["components"], "space.components"), n));
-      }
-    }
-    s.space.int8 = section_value(c, space, "int8", "space", s.space.int8);
-    s.space.removable_layers = section_value(c, space, "removable_layers", "space", s.space.removable_layers);
-    s.space.max_removed_layers = section_value(c, space, "max_removed_layers", "space", s.space.max_removed_layers);
-    const YAML::Node b = space["budget"];
-    check_section_keys(c, b, "space.budget", {"sparsity", "tolerance"});
-    s.budget.sparsity = section_value(c, b, "sparsity", "space.budget", s.budget.sparsity);
-    s.budget.tolerance = section_value(c, b, "tolerance", "space.budget", s.budget.tolerance);
+  const ConfigNode space = c.root["space"].check_keys(
+      {"sparsity_levels", "methods", "components", "int8", "removable_layers", "max_removed_layers", "budget"});
+  const ConfigNode sample = c.root["sample"].check_keys({"count", "seed"});
+  const ConfigNode train =
+      c.root["train"].check_keys({"objective", "folds", "rounds", "max_depth", "eta", "seed", "aggregate_features"});
+  const ConfigNode search = c.root["search"].check_keys(
+      {"rounds", "evaluate", "generations", "population", "parents", "crossover_rate", "seed"});
+  s.space.sparsity_levels = space.get("sparsity_levels", s.space.sparsity_levels);
+  if (space["methods"].present()) {
+    s.space.methods.clear();
+    for (const ConfigNode& n : space["methods"].elements()) s.space.methods.push_back(n.as_enum(kPruneMethodNames));
   }
-  s.sample_count = section_value<int64_t>(c, sample, "count", "sample", s.sample_count);
-  s.sample_seed = section_value<uint64_t>(c, sample, "seed", "sample", s.sample_seed);
-  s.objective = section_value<std::string>(c, train, "objective", "train", s.objective);
+  if (space["components"].present()) {
+    s.space.components.clear();
+    for (const ConfigNode& n : space["components"].elements()) s.space.components.push_back(n.as_enum(kComponentNames));
+  }
+  s.space.int8 = space.get("int8", s.space.int8);
+  s.space.removable_layers = space.get("removable_layers", s.space.removable_layers);
+  s.space.max_removed_layers = space.get("max_removed_layers", s.space.max_removed_layers);
+  const ConfigNode budget = space["budget"].check_keys({"sparsity", "tolerance"});
+  s.budget.sparsity = budget.get("sparsity", s.budget.sparsity);
+  s.budget.tolerance = budget.get("tolerance", s.budget.tolerance);
+  s.sample_count = sample.get("count", s.sample_count);
+  s.sample_seed = sample.get("seed", s.sample_seed);
+  s.objective = train.get("objective", s.objective);
   objective_key(s.objective);  // validates
-  s.folds = section_value<int64_t>(c, train, "folds", "train", s.folds);
-  s.predictor.rounds = section_value<int>(c, train, "rounds", "train", s.predictor.rounds);
-  s.predictor.max_depth = section_value<int>(c, train, "max_depth", "train", s.predictor.max_depth);
-  s.predictor.eta = section_value<double>(c, train, "eta", "train", s.predictor.eta);
-  s.predictor.seed = section_value<uint64_t>(c, train, "seed", "train", s.predictor.seed);
-  s.aggregate_features = section_value<bool>(c, train, "aggregate_features", "train", s.aggregate_features);
-  s.rounds = section_value<int64_t>(c, search, "rounds", "search", s.rounds);
-  s.evaluate_per_round = section_value<int64_t>(c, search, "evaluate", "search", s.evaluate_per_round);
-  s.evolution.generations = section_value<int>(c, search, "generations", "search", s.evolution.generations);
-  s.evolution.population = section_value<int>(c, search, "population", "search", s.evolution.population);
-  s.evolution.parents = section_value<int>(c, search, "parents", "search", s.evolution.parents);
-  s.evolution.crossover_rate = section_value<double>(c, search, "crossover_rate", "search", s.evolution.crossover_rate);
-  s.evolution.seed = section_value<uint64_t>(c, search, "seed", "search", s.evolution.seed);
-  if (s.sample_count < 1) throw InputError(fmt::format("{}: sample.count must be at least 1", c.file.string()));
-  if (s.folds < 2) throw InputError(fmt::format("{}: train.folds must be at least 2", c.file.string()));
-  if (s.rounds < 0 || s.evaluate_per_round < 1)
-    throw InputError(fmt::format("{}: search.rounds must be >= 0 and search.evaluate >= 1", c.file.string()));
+  s.folds = train.get("folds", s.folds);
+  s.predictor.rounds = train.get("rounds", s.predictor.rounds);
+  s.predictor.max_depth = train.get("max_depth", s.predictor.max_depth);
+  s.predictor.eta = train.get("eta", s.predictor.eta);
+  s.predictor.seed = train.get("seed", s.predictor.seed);
+  s.aggregate_features = train.get("aggregate_features", s.aggregate_features);
+  s.rounds = search.get("rounds", s.rounds);
+  s.evaluate_per_round = search.get("evaluate", s.evaluate_per_round);
+  s.evolution.generations = search.get("generations", s.evolution.generations);
+  s.evolution.population = search.get("population", s.evolution.population);
+  s.evolution.parents = search.get("parents", s.evolution.parents);
+  s.evolution.crossover_rate = search.get("crossover_rate", s.evolution.crossover_rate);
+  s.evolution.seed = search.get("seed", s.evolution.seed);
+  if (s.sample_count < 1) sample["count"].fail("must be at least 1");
+  if (s.folds < 2) train["folds"].fail("must be at least 2");
+  if (s.rounds < 0) search["rounds"].fail("must be at least 0");
+  if (s.evaluate_per_round < 1) search["evaluate"].fail("must be at least 1");
   validate_space(s.space, model, s.budget);
   return s;
 }

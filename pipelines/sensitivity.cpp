@@ -19,7 +19,7 @@
 #include <cmath>
 #include <numeric>
 
-#include "pipelines/config_section.hpp"
+#include "core/errors.hpp"
 #include "pipelines/sensitivity.hpp"
 #include "pipelines/search_common.hpp"
 
@@ -27,48 +27,36 @@ namespace divprune {
 
 SensitivitySettings read_sensitivity_settings(const RunConfig& c, const ModelConfig& model) {
   SensitivitySettings s;
-  const YAML::Node node = c.root["sensitivity"];
-  check_section_keys(c, node, "sensitivity",
-                     {"steps", "method", "components", "layers", "int8", "remove_layers", "fdt_threshold"});
-  s.steps = section_value(c, node, "steps", "sensitivity", s.steps);
-  if (s.steps.empty()) throw InputError(fmt::format("{}: sensitivity.steps is empty", c.file.string()));
-  for (double v : s.steps)
-    if (!(v > 0.0 && v < 1.0))
-      throw InputError(fmt::format("{}: sensitivity.steps: {} is outside (0, 1)", config_where(c, node["steps"], "sensitivity.steps"), v));
+  const ConfigNode node = c.root["sensitivity"].check_keys(
+      {"steps", "method", "components", "layers", "int8", "remove_layers", "fdt_threshold"});
+  const ConfigNode steps = node["steps"];
+  s.steps = node.get("steps", s.steps);
+  if (s.steps.empty()) steps.fail("is empty");
+  for (size_t i = 0; i < s.steps.size(); ++i)
+    if (!(s.steps[i] > 0.0 && s.steps[i] < 1.0)) steps[i].fail(fmt::format("{} is outside (0, 1)", s.steps[i]));
   if (!std::is_sorted(s.steps.begin(), s.steps.end()) || std::adjacent_find(s.steps.begin(), s.steps.end()) != s.steps.end())
-    throw InputError(fmt::format("{}: must be strictly increasing", config_where(c, node["steps"], "sensitivity.steps")));
-  const std::string method = section_value<std::string>(c, node, "method", "sensitivity", "magnitude");
-  if (method == "magnitude") s.method = PruneMethod::Magnitude;
-  else if (method == "magnitude_row") s.method = PruneMethod::MagnitudeRow;
-  else
-    throw InputError(fmt::format("{}: \"{}\" is not magnitude or magnitude_row (the methods every component accepts "
-                                 "at any step)", config_where(c, node["method"], "sensitivity.method"), method));
-  if (node && node["components"]) {
+    steps.fail("must be strictly increasing");
+  s.method = node.get_enum("method", kPruneMethodNames, s.method);
+  if (s.method != PruneMethod::Magnitude && s.method != PruneMethod::MagnitudeRow)
+    node["method"].fail(fmt::format("\"{}\" is not magnitude or magnitude_row (the methods every component accepts "
+                                    "at any step)", prune_method_name(s.method)));
+  if (const ConfigNode components = node["components"]; components.present()) {
     s.components.clear();
-    for (const auto& name : section_value(c, node, "components", "sensitivity", std::vector<std::string>{})) {
-      const auto it = std::find_if(kAllComponents.begin(), kAllComponents.end(),
-                                   [&](Component k) { return component_name(k) == name; });
-      if (it == kAllComponents.end())
-        throw InputError(fmt::format("{}: unknown component \"{}\" (q, k, v, o, gate, up, down)",
-                                     config_where(c, node["components"], "sensitivity.components"), name));
-      s.components.push_back(*it);
-    }
-    if (s.components.empty()) throw InputError(fmt::format("{}: sensitivity.components is empty", c.file.string()));
+    for (const ConfigNode& name : components.elements()) s.components.push_back(name.as_enum(kComponentNames));
+    if (s.components.empty()) components.fail("is empty");
   }
-  s.layers = section_value(c, node, "layers", "sensitivity", s.layers);
+  s.layers = node.get("layers", s.layers);
   if (s.layers.empty()) {
     s.layers.resize(static_cast<size_t>(model.num_layers));
     std::iota(s.layers.begin(), s.layers.end(), int64_t{0});
   }
-  for (int64_t l : s.layers)
-    if (l < 0 || l >= model.num_layers)
-      throw InputError(fmt::format("{}: layer {} is outside [0, {})", config_where(c, node["layers"], "sensitivity.layers"),
-                                   l, model.num_layers));
-  s.int8 = section_value(c, node, "int8", "sensitivity", s.int8);
-  s.remove_layers = section_value(c, node, "remove_layers", "sensitivity", s.remove_layers);
-  s.fdt_threshold = section_value(c, node, "fdt_threshold", "sensitivity", s.fdt_threshold);
-  if (!(s.fdt_threshold > 0.0 && s.fdt_threshold <= 1.0))
-    throw InputError(fmt::format("{}: sensitivity.fdt_threshold must lie in (0, 1]", c.file.string()));
+  for (size_t i = 0; i < s.layers.size(); ++i)
+    if (s.layers[i] < 0 || s.layers[i] >= model.num_layers)
+      node["layers"][i].fail(fmt::format("layer {} is outside [0, {})", s.layers[i], model.num_layers));
+  s.int8 = node.get("int8", s.int8);
+  s.remove_layers = node.get("remove_layers", s.remove_layers);
+  s.fdt_threshold = node.get("fdt_threshold", s.fdt_threshold);
+  if (!(s.fdt_threshold > 0.0 && s.fdt_threshold <= 1.0)) node["fdt_threshold"].fail("must lie in (0, 1]");
   if (c.prompt_count == 0 || (c.prompts_file.empty() && c.prompts_text.empty()))
     throw InputError(fmt::format("{}: the sensitivity stage ranks components by FDT: it needs data.prompts", c.file.string()));
   return s;

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "core/enum_names.hpp"
 #include "core/errors.hpp"
 
 namespace divprune {
@@ -20,9 +21,9 @@ void add_execution_options(CLI::App& sub, ExecutionOptions& exec) {
 }
 
 BackendKind parse_backend(const std::string& name) {
-  if (name == "cpu") return BackendKind::Cpu;
-  if (name == "cuda") return BackendKind::Cuda;
-  throw InputError(fmt::format("--backend: unknown backend \"{}\" (expected cpu or cuda)", name));
+  static constexpr auto kBackendNames =
+      enum_names<BackendKind>("backend", {{BackendKind::Cpu, "cpu"}, {BackendKind::Cuda, "cuda"}});
+  return kBackendNames.parse(name, "--backend");
 }
 
 ReplicaOptions replica_options(const std::string& model, const ExecutionOptions& exec) {

@@ -1,7 +1,6 @@
 #include "compress/plan.hpp"
 
 #include <fmt/format.h>
-#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cmath>
@@ -10,13 +9,11 @@
 #include <sstream>
 
 #include "core/errors.hpp"
+#include "core/yaml_config.hpp"
 
 namespace divprune {
 
 namespace {
-
-constexpr std::array<std::string_view, kNumPruneMethods> kMethodNames = {"magnitude", "magnitude_row", "2:4", "heads",
-                                                                         "channels"};
 
 // round() of the plan format: half to even, like Python's round().
 int64_t round_count(double x) { return static_cast<int64_t>(std::nearbyint(x)); }
@@ -25,12 +22,6 @@ std::string join_names(std::span<const std::string_view> names) {
   std::string out;
   for (size_t i = 0; i < names.size(); ++i) out += (i ? ", " : "") + std::string(names[i]);
   return out;
-}
-
-std::string all_component_names() {
-  std::array<std::string_view, kNumComponents> names{};
-  for (Component c : kAllComponents) names[static_cast<int>(c)] = component_name(c);
-  return join_names(names);
 }
 
 // Checks one prune against the model; `where` prefixes the message (file, key, line).
@@ -69,111 +60,47 @@ void check_prune(const PruneSpec& p, Component c, const ModelConfig& config, con
   }
 }
 
-// ---- YAML reading helpers ----
-struct Ctx {
-  const std::string& source;
-  std::string where(const std::string& key, const YAML::Node& node) const {
-    const YAML::Mark m = node.Mark();
-    if (m.line >= 0) return fmt::format("{}: {} (line {})", source, key, m.line + 1);
-    return fmt::format("{}: {}", source, key);
-  }
-};
+// ---- YAML reading (core/yaml_config.hpp: every error names the file, the key and the line) ----
 
-std::string scalar_string(const Ctx& ctx, const YAML::Node& node, const std::string& key) {
-  if (!node.IsScalar()) throw InputError(fmt::format("{}: expected a scalar", ctx.where(key, node)));
-  return node.Scalar();
-}
-
-int64_t scalar_int(const Ctx& ctx, const YAML::Node& node, const std::string& key) {
-  try {
-    if (!node.IsScalar()) throw YAML::Exception(node.Mark(), "not a scalar");
-    return node.as<int64_t>();
-  } catch (const YAML::Exception&) {
-    throw InputError(fmt::format("{}: expected a layer index (an integer), found {}", ctx.where(key, node),
-                                 node.IsScalar() ? "\"" + node.Scalar() + "\"" : "a list or map"));
-  }
-}
-
-double scalar_double(const Ctx& ctx, const YAML::Node& node, const std::string& key) {
-  try {
-    if (!node.IsScalar()) throw YAML::Exception(node.Mark(), "not a scalar");
-    return node.as<double>();
-  } catch (const YAML::Exception&) {
-    throw InputError(fmt::format("{}: expected a number, found {}", ctx.where(key, node),
-                                 node.IsScalar() ? "\"" + node.Scalar() + "\"" : "a list or map"));
-  }
-}
-
-void check_keys(const Ctx& ctx, const YAML::Node& map, const std::string& key,
-                std::initializer_list<std::string_view> allowed) {
-  for (const auto& kv : map) {
-    const std::string name = kv.first.as<std::string>();
-    if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
-      std::vector<std::string_view> list(allowed);
-      throw InputError(fmt::format("{}: unknown key \"{}\" (expected {})",
-                                   ctx.where(key.empty() ? name : key + "." + name, kv.first), name, join_names(list)));
-    }
-  }
-}
-
-int64_t layer_index(const Ctx& ctx, const YAML::Node& node, const std::string& key, int64_t num_layers) {
-  const int64_t l = scalar_int(ctx, node, key);
+int64_t layer_index(const ConfigNode& node, int64_t num_layers) {
+  const int64_t l = node.as<int64_t>();
   if (l < 0 || l >= num_layers)
-    throw InputError(fmt::format("{}: layer {} is out of range (the model has {} layers, 0..{})", ctx.where(key, node), l,
-                                 num_layers, num_layers - 1));
+    node.fail(fmt::format("layer {} is out of range (the model has {} layers, 0..{})", l, num_layers, num_layers - 1));
   return l;
 }
 
-std::vector<int64_t> parse_layers(const Ctx& ctx, const YAML::Node& node, const std::string& key, int64_t num_layers) {
+bool is_word(const ConfigNode& node, std::string_view word) { return node.is_scalar() && node.yaml().Scalar() == word; }
+
+std::vector<int64_t> parse_layers(const ConfigNode& node, int64_t num_layers) {
   std::vector<int64_t> layers;
-  if (node.IsScalar() && node.Scalar() == "all") {
+  if (is_word(node, "all")) {
     for (int64_t l = 0; l < num_layers; ++l) layers.push_back(l);
-  } else if (node.IsScalar()) {
-    layers.push_back(layer_index(ctx, node, key, num_layers));
-  } else if (node.IsSequence()) {
-    for (size_t i = 0; i < node.size(); ++i)
-      layers.push_back(layer_index(ctx, node[i], fmt::format("{}[{}]", key, i), num_layers));
+  } else if (node.is_scalar()) {
+    layers.push_back(layer_index(node, num_layers));
+  } else if (node.is_sequence()) {
+    for (const ConfigNode& e : node.elements()) layers.push_back(layer_index(e, num_layers));
   } else {
-    throw InputError(fmt::format("{}: expected `all` or a list of layer indices", ctx.where(key, node)));
+    node.fail("expected `all` or a list of layer indices");
   }
   return layers;
 }
 
-Component parse_component(const Ctx& ctx, const YAML::Node& node, const std::string& key) {
-  const std::string name = scalar_string(ctx, node, key);
-  for (Component c : kAllComponents)
-    if (component_name(c) == name) return c;
-  throw InputError(fmt::format("{}: unknown component \"{}\" (expected one of {})", ctx.where(key, node), name,
-                               all_component_names()));
-}
-
-std::vector<Component> parse_names(const Ctx& ctx, const YAML::Node& node, const std::string& key) {
+std::vector<Component> parse_names(const ConfigNode& node) {
   std::vector<Component> names;
-  if (node.IsScalar() && node.Scalar() == "all") {
+  if (is_word(node, "all")) {
     names.assign(kAllComponents.begin(), kAllComponents.end());
-  } else if (node.IsScalar()) {
-    names.push_back(parse_component(ctx, node, key));
-  } else if (node.IsSequence()) {
-    for (size_t i = 0; i < node.size(); ++i) names.push_back(parse_component(ctx, node[i], fmt::format("{}[{}]", key, i)));
+  } else if (node.is_scalar()) {
+    names.push_back(node.as_enum(kComponentNames));
+  } else if (node.is_sequence()) {
+    for (const ConfigNode& e : node.elements()) names.push_back(e.as_enum(kComponentNames));
   } else {
-    throw InputError(fmt::format("{}: expected a list of component names ({})", ctx.where(key, node),
-                                 all_component_names()));
+    node.fail(fmt::format("expected a list of component names ({})", kComponentNames.known()));
   }
-  if (names.empty()) throw InputError(fmt::format("{}: the list of component names is empty", ctx.where(key, node)));
+  if (names.empty()) node.fail("the list of component names is empty");
   return names;
 }
 
-PruneMethod parse_method(const Ctx& ctx, const YAML::Node& node, const std::string& key) {
-  const std::string name = scalar_string(ctx, node, key);
-  for (PruneMethod m : kAllPruneMethods)
-    if (prune_method_name(m) == name) return m;
-  throw InputError(fmt::format("{}: unknown prune method \"{}\" (expected one of {})", ctx.where(key, node), name,
-                               join_names(kMethodNames)));
-}
-
 }  // namespace
-
-std::string_view prune_method_name(PruneMethod method) { return kMethodNames[static_cast<int>(method)]; }
 
 bool prune_method_applies(PruneMethod method, Component c) {
   switch (method) {
@@ -211,91 +138,67 @@ bool CompressionPlan::is_identity() const {
 // ---- YAML ----
 
 CompressionPlan parse_plan(const std::string& yaml_text, const ModelConfig& config, const std::string& source) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml_text);
-  } catch (const YAML::Exception& e) {
-    throw InputError(fmt::format("{}: not valid YAML: {}", source, e.what()));
-  }
-  const Ctx ctx{source};
+  const ConfigNode root = ConfigNode::parse(yaml_text, source);
   const int64_t L = config.num_layers;
   CompressionPlan plan = CompressionPlan::identity(L);
-  if (root.IsNull()) return plan;  // an empty file is the identity plan
-  if (!root.IsMap())
-    throw InputError(fmt::format("{}: a plan is a map with keys drop_layers and components", source));
-  check_keys(ctx, root, "", {"drop_layers", "components"});
+  if (!root.present()) return plan;  // an empty file is the identity plan
+  if (!root.is_map()) root.fail("a plan is a map with keys drop_layers and components");
+  root.check_keys({"drop_layers", "components"});
 
-  if (const YAML::Node drop = root["drop_layers"]; drop && !drop.IsNull()) {
-    if (!drop.IsSequence())
-      throw InputError(fmt::format("{}: expected a list of layer indices", ctx.where("drop_layers", drop)));
-    for (size_t i = 0; i < drop.size(); ++i)
-      plan.layers[static_cast<size_t>(layer_index(ctx, drop[i], fmt::format("drop_layers[{}]", i), L))].removed = true;
+  if (const ConfigNode drop = root["drop_layers"]; drop.present()) {
+    if (!drop.is_sequence()) drop.fail("expected a list of layer indices");
+    for (const ConfigNode& d : drop.elements()) plan.layers[static_cast<size_t>(layer_index(d, L))].removed = true;
     if (static_cast<int64_t>(plan.dropped_layers().size()) == L)
-      throw InputError(fmt::format("{}: drop_layers removes all {} layers of the model; at least one must remain",
-                                   ctx.where("drop_layers", drop), L));
+      drop.fail(fmt::format("drop_layers removes all {} layers of the model; at least one must remain", L));
   }
 
-  if (const YAML::Node comps = root["components"]; comps && !comps.IsNull()) {
-    if (!comps.IsSequence())
-      throw InputError(fmt::format("{}: expected a list of entries {{layers, names, prune, quant}}",
-                                   ctx.where("components", comps)));
-    for (size_t e = 0; e < comps.size(); ++e) {
-      const YAML::Node entry = comps[e];
-      const std::string key = fmt::format("components[{}]", e);
-      if (!entry.IsMap())
-        throw InputError(fmt::format("{}: expected a map {{layers, names, prune, quant}}", ctx.where(key, entry)));
-      check_keys(ctx, entry, key, {"layers", "names", "prune", "quant"});
-      if (!entry["layers"]) throw InputError(fmt::format("{}: missing key \"layers\"", ctx.where(key, entry)));
-      if (!entry["names"]) throw InputError(fmt::format("{}: missing key \"names\"", ctx.where(key, entry)));
-      const std::vector<int64_t> layers = parse_layers(ctx, entry["layers"], key + ".layers", L);
-      const std::vector<Component> names = parse_names(ctx, entry["names"], key + ".names");
+  if (const ConfigNode comps = root["components"]; comps.present()) {
+    if (!comps.is_sequence()) comps.fail("expected a list of entries {layers, names, prune, quant}");
+    for (const ConfigNode& entry : comps.elements()) {
+      if (!entry.is_map()) entry.fail("expected a map {layers, names, prune, quant}");
+      entry.check_keys({"layers", "names", "prune", "quant"});
+      const std::vector<int64_t> layers = parse_layers(entry.required("layers"), L);
+      const std::vector<Component> names = parse_names(entry.required("names"));
 
       // prune: {method, sparsity} or none
       bool set_prune = false;
       std::optional<PruneSpec> prune;
-      if (const YAML::Node pn = entry["prune"]) {
+      if (const ConfigNode pn = entry["prune"]; pn.present()) {
         set_prune = true;
-        const std::string pkey = key + ".prune";
-        if (pn.IsScalar() && pn.Scalar() == "none") {
+        if (is_word(pn, "none")) {
           prune.reset();
-        } else if (pn.IsMap()) {
-          check_keys(ctx, pn, pkey, {"method", "sparsity"});
-          if (!pn["method"]) throw InputError(fmt::format("{}: missing key \"method\"", ctx.where(pkey, pn)));
+        } else if (pn.is_map()) {
+          pn.check_keys({"method", "sparsity"});
+          const ConfigNode method = pn.required("method");
+          const ConfigNode sparsity = pn["sparsity"];
           PruneSpec spec;
-          spec.method = parse_method(ctx, pn["method"], pkey + ".method");
-          if (pn["sparsity"]) {
-            spec.sparsity = scalar_double(ctx, pn["sparsity"], pkey + ".sparsity");
+          spec.method = method.as_enum(kPruneMethodNames);
+          if (sparsity.present()) {
+            spec.sparsity = sparsity.as<double>();
           } else if (spec.method == PruneMethod::TwoFour) {
             spec.sparsity = 0.5;
           } else {
-            throw InputError(fmt::format("{}: missing key \"sparsity\" (a fraction in [0, 1))", ctx.where(pkey, pn)));
+            pn.fail("missing key \"sparsity\" (a fraction in [0, 1))");
           }
           for (Component c : names)
             if (!prune_method_applies(spec.method, c))
-              throw InputError(fmt::format("{}: method {} applies to {} only, not to {}",
-                                           ctx.where(pkey + ".method", pn["method"]), prune_method_name(spec.method),
-                                           spec.method == PruneMethod::Heads ? "q, k, v, o" : "gate, up, down",
-                                           component_name(c)));
-          const std::string skey = pn["sparsity"] ? pkey + ".sparsity" : pkey;
-          const YAML::Node& snode = pn["sparsity"] ? pn["sparsity"] : pn;
-          for (Component c : names) check_prune(spec, c, config, ctx.where(skey, snode));
+              method.fail(fmt::format("method {} applies to {} only, not to {}", prune_method_name(spec.method),
+                                      spec.method == PruneMethod::Heads ? "q, k, v, o" : "gate, up, down",
+                                      component_name(c)));
+          const std::string where = sparsity.present() ? sparsity.where() : pn.where();
+          for (Component c : names) check_prune(spec, c, config, where);
           prune = spec;
         } else {
-          throw InputError(fmt::format("{}: expected {{method: ..., sparsity: ...}} or none", ctx.where(pkey, pn)));
+          pn.fail("expected {method: ..., sparsity: ...} or none");
         }
       }
       bool set_quant = false;
       QuantMethod quant = QuantMethod::None;
-      if (const YAML::Node qn = entry["quant"]) {
+      if (const ConfigNode qn = entry["quant"]; qn.present()) {
         set_quant = true;
-        const std::string q = scalar_string(ctx, qn, key + ".quant");
-        if (q == "int8") quant = QuantMethod::Int8;
-        else if (q != "none")
-          throw InputError(fmt::format("{}: unknown quantization \"{}\" (expected int8 or none)",
-                                       ctx.where(key + ".quant", qn), q));
+        quant = qn.as_enum(kQuantMethodNames);
       }
-      if (!set_prune && !set_quant)
-        throw InputError(fmt::format("{}: the entry sets neither prune nor quant", ctx.where(key, entry)));
+      if (!set_prune && !set_quant) entry.fail("the entry sets neither prune nor quant");
       for (int64_t l : layers)
         for (Component c : names) {
           ComponentPlan& cp = plan.at(l, c);
@@ -366,7 +269,7 @@ std::string plan_to_yaml(const CompressionPlan& plan) {
                              cp.prune->method == PruneMethod::TwoFour ? fmt::format("\"{}\"", m) : std::string(m),
                              cp.prune->sparsity);
       }
-      if (cp.quant == QuantMethod::Int8) entry += ", quant: int8";
+      if (cp.quant != QuantMethod::None) entry += fmt::format(", quant: {}", kQuantMethodNames.name(cp.quant));
       entries += entry + "}\n";
     }
   }

@@ -32,6 +32,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/enum_names.hpp"
 #include "model/config.hpp"
 #include "model/weights.hpp"
 #include "parallel/shard.hpp"
@@ -43,11 +44,21 @@ constexpr int kNumPruneMethods = 5;
 constexpr std::array<PruneMethod, kNumPruneMethods> kAllPruneMethods = {
     PruneMethod::Magnitude, PruneMethod::MagnitudeRow, PruneMethod::TwoFour, PruneMethod::Heads,
     PruneMethod::Channels};
-std::string_view prune_method_name(PruneMethod method);  // "magnitude", "magnitude_row", "2:4", "heads", "channels"
+inline constexpr auto kPruneMethodNames =
+    enum_names<PruneMethod>("prune method", {{PruneMethod::Magnitude, "magnitude"},
+                                             {PruneMethod::MagnitudeRow, "magnitude_row"},
+                                             {PruneMethod::TwoFour, "2:4"},
+                                             {PruneMethod::Heads, "heads"},
+                                             {PruneMethod::Channels, "channels"}});
+static_assert(kPruneMethodNames.names_unique());
+constexpr std::string_view prune_method_name(PruneMethod method) { return kPruneMethodNames.name(method); }
 // True when `method` may be applied to `component` (heads: attention projections, channels: MLP ones).
 bool prune_method_applies(PruneMethod method, Component component);
 
 enum class QuantMethod { None = 0, Int8 };
+inline constexpr auto kQuantMethodNames =
+    enum_names<QuantMethod>("quantization", {{QuantMethod::None, "none"}, {QuantMethod::Int8, "int8"}});
+static_assert(kQuantMethodNames.names_unique());
 
 struct PruneSpec {
   PruneMethod method = PruneMethod::Magnitude;

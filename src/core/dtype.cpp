@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "core/enum_names.hpp"
+
 namespace divprune {
 
 size_t dtype_size(DType dtype) {
@@ -13,14 +15,18 @@ size_t dtype_size(DType dtype) {
   return 0;
 }
 
-std::string_view dtype_name(DType dtype) {
-  switch (dtype) {
-    case DType::F32: return "float32";
-    case DType::F16: return "float16";
-    case DType::BF16: return "bfloat16";
-  }
-  return "unknown";
-}
+namespace {
+// In this file rather than the header: dtype.hpp is shared with the CUDA sources.
+constexpr auto kDTypeNames =
+    enum_names<DType>("dtype", {{DType::F32, "float32"}, {DType::F16, "float16"}, {DType::BF16, "bfloat16"},
+                                {DType::F32, "fp32"}, {DType::F32, "float"}, {DType::F16, "fp16"},
+                                {DType::F16, "half"}, {DType::BF16, "bf16"}});
+static_assert(kDTypeNames.names_unique());
+}  // namespace
+
+std::string_view dtype_name(DType dtype) { return kDTypeNames.name(dtype); }
+
+DType parse_dtype(std::string_view name, std::string_view where) { return kDTypeNames.parse(name, where); }
 
 uint16_t float_to_half(float value) {
   uint32_t bits;

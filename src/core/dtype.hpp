@@ -12,6 +12,9 @@ enum class DType { F32, F16, BF16 };
 
 size_t dtype_size(DType dtype);
 std::string_view dtype_name(DType dtype);  // "float32", "float16", "bfloat16"
+// The dtype a name denotes: the names above and the aliases fp32/float, fp16/half, bf16. InputError
+// "where: unknown dtype \"x\" (known: ...)" otherwise.
+DType parse_dtype(std::string_view name, std::string_view where);
 
 // IEEE half -> float, exact for every finite value, subnormals and infinities.
 inline float half_to_float(uint16_t h) {

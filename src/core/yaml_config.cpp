@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <memory>
 
 #include "core/errors.hpp"
 
@@ -61,6 +62,15 @@ ConfigNode ConfigNode::with_variable(const std::string& name, const std::string&
   auto context = std::make_shared<Context>(*context_);
   context->variables[name] = value;
   return ConfigNode(node_, std::move(context), key_);
+}
+
+ConfigNode& ConfigNode::operator=(const ConfigNode& other) {
+  if (this == &other) return *this;
+  std::destroy_at(&node_);
+  std::construct_at(&node_, other.node_);
+  context_ = other.context_;
+  key_ = other.key_;
+  return *this;
 }
 
 const std::string& ConfigNode::source() const { return context_->source; }

@@ -36,6 +36,14 @@ class ConfigNode {
   static ConfigNode parse(const std::string& text, const std::string& source, std::filesystem::path base_dir = {});
   // Wraps a tree built or changed in code (e.g. after --set overrides); checks duplicate keys like parse().
   static ConfigNode wrap(YAML::Node root, const std::string& source, std::filesystem::path base_dir = {});
+  // An absent node of an empty source (for default-constructed holders).
+  ConfigNode() : node_(YAML::NodeType::Undefined), context_(std::make_shared<const Context>()) {}
+  ConfigNode(const ConfigNode&) = default;
+  ConfigNode(ConfigNode&&) = default;
+  // yaml-cpp's Node assignment rebinds the node the handle refers to, changing the tree; these rebuild the
+  // handle instead, so assigning a ConfigNode never modifies the configuration.
+  ConfigNode& operator=(const ConfigNode& other);
+  ConfigNode& operator=(ConfigNode&& other) { return *this = static_cast<const ConfigNode&>(other); }
 
   // The same node, with `${name}` inside paths read below it replaced by `value` (see as_path).
   ConfigNode with_variable(const std::string& name, const std::string& value) const;

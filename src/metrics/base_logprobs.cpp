@@ -13,22 +13,6 @@
 
 namespace divprune {
 
-LogprobMode parse_logprob_mode(const std::string& name, const std::string& where) {
-  if (name == "none") return LogprobMode::None;
-  if (name == "full") return LogprobMode::Full;
-  if (name == "topk") return LogprobMode::TopK;
-  throw InputError(fmt::format("{}: unknown log-prob storage \"{}\" (expected full, topk or none)", where, name));
-}
-
-const char* logprob_mode_name(LogprobMode mode) {
-  switch (mode) {
-    case LogprobMode::None: return "none";
-    case LogprobMode::Full: return "full";
-    case LogprobMode::TopK: return "topk";
-  }
-  return "?";
-}
-
 std::vector<uint16_t> encode_logprobs(std::span<const float> logits, int64_t n, int64_t vocab,
                                       std::span<const double> log_z, std::vector<double>& shift) {
   std::vector<uint16_t> out(static_cast<size_t>(n * vocab));

@@ -14,13 +14,20 @@
 #include <string>
 #include <vector>
 
+#include "core/enum_names.hpp"
 #include "parallel/shard.hpp"
 
 namespace divprune {
 
 enum class LogprobMode { None, Full, TopK };
-LogprobMode parse_logprob_mode(const std::string& name, const std::string& where);  // "none", "full", "topk"
-const char* logprob_mode_name(LogprobMode mode);
+inline constexpr auto kLogprobModeNames = enum_names<LogprobMode>(
+    "log-prob storage", {{LogprobMode::None, "none"}, {LogprobMode::Full, "full"}, {LogprobMode::TopK, "topk"}});
+static_assert(kLogprobModeNames.names_unique());
+inline LogprobMode parse_logprob_mode(const std::string& name, const std::string& where) {
+  return kLogprobModeNames.parse(name, where);
+}
+// Null-terminated (the table's names are literals).
+inline const char* logprob_mode_name(LogprobMode mode) { return kLogprobModeNames.name(mode).data(); }
 
 // logits (n, V) fp32 row-major with their whole-vocabulary log Z -> fp16 bits of log p - shift, where log p =
 // logit - log Z and shift = sum_v p_v log p_v (minus the row's entropy), returned in `shift` (n).

@@ -66,13 +66,6 @@ T optional(const json& j, const char* key, T fallback, const std::string& source
   }
 }
 
-DType parse_dtype(const std::string& name, const std::string& source) {
-  if (name == "float16" || name == "fp16" || name == "half") return DType::F16;
-  if (name == "bfloat16" || name == "bf16") return DType::BF16;
-  if (name == "float32" || name == "fp32" || name == "float") return DType::F32;
-  throw InputError(fmt::format("{}: unknown dtype \"{}\" (expected float16, bfloat16 or float32)", source, name));
-}
-
 }  // namespace
 
 ModelConfig parse_hf_config_text(const std::string& text, const std::string& source) {

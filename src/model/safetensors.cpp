@@ -5,6 +5,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "core/enum_names.hpp"
 #include "core/errors.hpp"
 
 namespace divprune {
@@ -33,12 +34,14 @@ void convert_to_f32(const std::byte* src, DType dtype, size_t count, float* dst)
 
 namespace {
 
+// The dtype names of the safetensors format (the ones divprune reads).
+constexpr auto kSafetensorsDTypeNames =
+    enum_names<DType>("dtype", {{DType::F32, "F32"}, {DType::F16, "F16"}, {DType::BF16, "BF16"}});
+
 DType parse_safetensors_dtype(const std::string& name, const std::string& tensor, const std::string& file) {
-  if (name == "F32") return DType::F32;
-  if (name == "F16") return DType::F16;
-  if (name == "BF16") return DType::BF16;
-  throw InputError(fmt::format("{}: tensor \"{}\" has unsupported dtype \"{}\" (expected F16, BF16 or F32)", file,
-                               tensor, name));
+  if (const auto dtype = kSafetensorsDTypeNames.find(name)) return *dtype;
+  throw InputError(fmt::format("{}: tensor \"{}\" has unsupported dtype \"{}\" (known: {})", file, tensor, name,
+                               kSafetensorsDTypeNames.known()));
 }
 
 }  // namespace

@@ -8,11 +8,6 @@
 
 namespace divprune {
 
-std::string_view component_name(Component component) {
-  static constexpr std::array<std::string_view, kNumComponents> names = {"q", "k", "v", "o", "gate", "up", "down"};
-  return names[static_cast<int>(component)];
-}
-
 std::string component_tensor_name(int64_t layer, Component component) {
   static constexpr std::array<std::string_view, kNumComponents> suffix = {
       "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",

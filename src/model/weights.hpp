@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/enum_names.hpp"
 #include "core/tensor.hpp"
 #include "model/checkpoint.hpp"
 #include "parallel/shard.hpp"
@@ -23,7 +24,12 @@ constexpr int kNumComponents = 7;
 constexpr std::array<Component, kNumComponents> kAllComponents = {Component::Q,    Component::K,  Component::V,
                                                                   Component::O,    Component::Gate, Component::Up,
                                                                   Component::Down};
-std::string_view component_name(Component component);  // "q", "k", "v", "o", "gate", "up", "down"
+inline constexpr auto kComponentNames =
+    enum_names<Component>("component", {{Component::Q, "q"}, {Component::K, "k"}, {Component::V, "v"},
+                                        {Component::O, "o"}, {Component::Gate, "gate"}, {Component::Up, "up"},
+                                        {Component::Down, "down"}});
+static_assert(kComponentNames.names_unique());
+constexpr std::string_view component_name(Component component) { return kComponentNames.name(component); }
 // Hugging Face tensor name of a layer's projection.
 std::string component_tensor_name(int64_t layer, Component component);
 // Row-parallel components (o, down) are split by columns; the others by rows.

@@ -156,9 +156,9 @@ TEST(CompressPlan, RejectsBadPlansWithMessagesNamingFileAndKey) {
       {"components:\n  - {layers: all, names: [q], prune: {method: magnitude, sparsity: lots}}\n",
        "components[0].prune.sparsity (line 2): expected a number, found \"lots\""},
       {"components:\n  - {layers: all, names: [q, qq], prune: {method: magnitude, sparsity: 0.5}}\n",
-       "components[0].names[1] (line 2): unknown component \"qq\" (expected one of q, k, v, o, gate, up, down)"},
+       "components[0].names[1] (line 2): unknown component \"qq\" (known: q, k, v, o, gate, up, down)"},
       {"components:\n  - {layers: all, names: [q], prune: {method: random, sparsity: 0.5}}\n",
-       "components[0].prune.method (line 2): unknown prune method \"random\" (expected one of magnitude, "
+       "components[0].prune.method (line 2): unknown prune method \"random\" (known: magnitude, "
        "magnitude_row, 2:4, heads, channels)"},
       {"components:\n  - {layers: [0, 4], names: [q], quant: int8}\n",
        "components[0].layers[1] (line 2): layer 4 is out of range (the model has 4 layers, 0..3)"},
@@ -175,12 +175,12 @@ TEST(CompressPlan, RejectsBadPlansWithMessagesNamingFileAndKey) {
       {"components:\n  - {layers: all, names: [up], prune: {method: magnitude}}\n",
        "components[0].prune (line 2): missing key \"sparsity\""},
       {"components:\n  - {layers: all, names: [up], quant: int4}\n",
-       "components[0].quant (line 2): unknown quantization \"int4\" (expected int8 or none)"},
+       "components[0].quant (line 2): unknown quantization \"int4\" (known: none, int8)"},
       {"components:\n  - {layers: all, names: [up]}\n", "components[0] (line 2): the entry sets neither prune nor quant"},
       {"components:\n  - {names: [up], quant: int8}\n", "components[0] (line 2): missing key \"layers\""},
       {"components:\n  - {layers: all, names: [up], quant: int8, sparsity: 0.5}\n",
-       "components[0].sparsity (line 2): unknown key \"sparsity\" (expected layers, names, prune, quant)"},
-      {"drop_layer: [1]\n", "drop_layer (line 1): unknown key \"drop_layer\" (expected drop_layers, components)"},
+       "components[0].sparsity (line 2): unknown key \"sparsity\" (known: layers, names, prune, quant)"},
+      {"drop_layer: [1]\n", "drop_layer (line 1): unknown key \"drop_layer\" (known: drop_layers, components)"},
       {"components: [\n", "bad.yaml: not valid YAML"},
       {"- 1\n- 2\n", "bad.yaml: a plan is a map with keys drop_layers and components"},
   };

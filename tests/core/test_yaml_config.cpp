@@ -79,6 +79,12 @@ TEST(ConfigNode, ReadsValuesAndDefaults) {
   EXPECT_FALSE(root["absent"].present());
   EXPECT_TRUE(root["absent"].elements().empty());
   EXPECT_EQ(root["section"].size(), 3u);
+  // Assigning a node rebinds the handle only; the tree keeps its values.
+  ConfigNode n = root["name"];
+  n = root["count"];
+  EXPECT_EQ(n.key(), "count");
+  EXPECT_EQ(n.as<int64_t>(), 12);
+  EXPECT_EQ(root.get<std::string>("name"), "demo");
 }
 
 TEST(ConfigNode, Paths) {
