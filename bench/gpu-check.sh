@@ -197,7 +197,7 @@ if m:
     total, failed = int(m.group(3)), int(m.group(2))
     checks["ctest_gpu"] = {"passed": total - failed, "failed": failed, "total": total,
                            "failed_tests": re.findall(r"^\s*\d+ - (\S+) \(", log, re.M),
-                           "measured": re.findall(r"\[ measured \] (.*)", log),
+                           "measured": sorted(set(re.findall(r"\[ measured \] ([^\n<]*)", log + text("ctest_gpu.xml")))),
                            "pass": failed == 0 and total > 0}
 # divprune perplexity --backend cuda
 log = text("perplexity_cuda.log")
@@ -277,7 +277,8 @@ step tiny_eval_cpu 400 mpirun --oversubscribe -np "${CPU_RANKS:-6}" "$bin" "${ev
   --threads 1 --set "archive=$work/cpu.h5" >/dev/null 2>&1 &
 cpu_pid=$!
 
-step ctest_gpu 240 ctest --test-dir "$build" -L gpu --output-on-failure --timeout 230
+step ctest_gpu 240 ctest --test-dir "$build" -L gpu --output-on-failure --timeout 230 \
+  --output-junit "$out/ctest_gpu.xml"   # the XML keeps every test's output, passed ones too
 step perplexity_cuda 150 "$bin" perplexity --backend cuda --model "$A/tiny-llama2-trained" \
   --tokenizer "$A/llama2-tokenizer.model" --text "$A/wikitext2.test.txt"
 step tiny_eval_cuda 150 "$bin" "${eval_args[@]}" --backend cuda --set "archive=$work/cuda.h5"
