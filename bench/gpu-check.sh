@@ -133,13 +133,14 @@ fi
 xgb=$carry/xgboost/usr
 xgb_lib=$(dirname "$(find "$xgb" -name 'libxgboost.so*' 2>/dev/null | head -1)" 2>/dev/null)
 if [[ -d $xgb/include/xgboost && -n $xgb_lib && -d $xgb_lib ]]; then
-  # dpkg -x keeps the .so symlinks; recreate them if the transfer dropped them.
+  # dpkg -x keeps the .so symlinks; recreate them if the transfer dropped them. The executables get an RPATH
+  # (not RUNPATH: --disable-new-dtags), which also finds libdmlc.so.0 for libxgboost (RUNPATH would not).
   real=$(find "$xgb_lib" -maxdepth 1 -type f -name 'libxgboost.so.*' | head -1)
   [[ -n $real && ! -e $xgb_lib/libxgboost.so.0 ]] && ln -sf "$(basename "$real")" "$xgb_lib/libxgboost.so.0"
   [[ -n $real && ! -e $xgb_lib/libxgboost.so ]] && ln -sf "$(basename "$real")" "$xgb_lib/libxgboost.so"
   echo "XGBoost from the carry: $xgb_lib"
   cmake_args+=(-DXGBOOST_LIB="$xgb_lib/libxgboost.so" -DXGBOOST_INCLUDE="$xgb/include"
-               -DCMAKE_PREFIX_PATH="$xgb" "-DCMAKE_EXE_LINKER_FLAGS=-Wl,-rpath,$xgb_lib -Wl,-rpath-link,$xgb_lib")
+               -DCMAKE_PREFIX_PATH="$xgb" "-DCMAKE_EXE_LINKER_FLAGS=-Wl,--disable-new-dtags -Wl,-rpath,$xgb_lib -Wl,-rpath-link,$xgb_lib")
   export LD_LIBRARY_PATH=$xgb_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   export LIBRARY_PATH=$xgb_lib${LIBRARY_PATH:+:$LIBRARY_PATH}
 else
