@@ -26,7 +26,11 @@ import json
 import math
 import sys
 
-import h5py
+try:
+    import h5py
+except ImportError:
+    print("compare_archives.py: needs h5py (Debian: python3-h5py; try /usr/bin/python3)", file=sys.stderr)
+    sys.exit(2)
 
 
 class InputError(Exception):

@@ -71,7 +71,12 @@ fi
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none PYTHONUNBUFFERED=1
-python=python3
+python=python3   # the one with torch on the GPU machine
+# compare_archives.py needs h5py: the first Python that has it (the GPU machine's python3 does; Debian's here).
+h5python=python3
+for candidate in python3 /usr/bin/python3; do
+  if "$candidate" -c 'import h5py' >/dev/null 2>&1; then h5python=$candidate; break; fi
+done
 
 log() { printf '\n== gpu-check [%4ds]: %s\n' "$(($(date +%s) - t0))" "$*"; }
 # record NAME STATUS RC SECONDS: one row of steps.tsv (STATUS pass, fail or skip).
@@ -287,9 +292,9 @@ step tiny_eval_cuda_np2 180 mpirun --oversubscribe -np 2 "$bin" "${eval_args[@]}
   --set "archive=$work/cuda-np2.h5"
 log "waiting for the cpu reference"
 wait "$cpu_pid"
-step compare_cuda_vs_cpu 60 "$python" analysis/compare_archives.py "$work/cuda.h5" "$work/cpu.h5" \
+step compare_cuda_vs_cpu 60 "$h5python" analysis/compare_archives.py "$work/cuda.h5" "$work/cpu.h5" \
   --json "$out/compare_cuda_vs_cpu.json"
-step compare_cuda_np2_vs_np1 60 "$python" analysis/compare_archives.py "$work/cuda-np2.h5" "$work/cuda.h5" \
+step compare_cuda_np2_vs_np1 60 "$h5python" analysis/compare_archives.py "$work/cuda-np2.h5" "$work/cuda.h5" \
   --json "$out/compare_cuda_np2_vs_np1.json"
 
 # bench_forward 7B + torch eager through bench/run.sh (it writes bench/results/<date>-<device>.json), then
