@@ -46,9 +46,9 @@ TEST(Broadcast, VectorsArriveBitIdenticalAtTheRootsLength) {
   broadcast_vector(empty);
   EXPECT_TRUE(empty.empty());
 
-  std::vector<int32_t> big(root ? 300000 : 0);
+  std::vector<int32_t> big;
   if (root)
-    for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<int32_t>(i * 7 - 5);
+    for (int32_t i = 0; i < 300000; ++i) big.push_back(i * 7 - 5);
   broadcast_vector(big);
   ASSERT_EQ(big.size(), 300000u);
   EXPECT_EQ(big[0], -5);

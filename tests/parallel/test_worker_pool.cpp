@@ -102,10 +102,20 @@ TEST_F(WorkerPool, EveryTaskOnceWithItsWorkersModelAndCache) {
           EXPECT_EQ(std::this_thread::get_id(), caller) << "worker 0 runs on the calling thread";
           ++worker0_tasks;
         }
-        // Slow enough that the other threads take tasks too.
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-        std::lock_guard<std::mutex> lock(threads_mutex);
-        threads.insert(std::this_thread::get_id());
+        // Hold the task until every worker has taken one (or 10 s passed), so that all three threads show up
+        // even on a loaded machine.
+        {
+          std::lock_guard<std::mutex> lock(threads_mutex);
+          threads.insert(std::this_thread::get_id());
+        }
+        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (std::chrono::steady_clock::now() < until) {
+          {
+            std::lock_guard<std::mutex> lock(threads_mutex);
+            if (threads.size() >= 3) break;
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
       },
       [&] {
         EXPECT_EQ(std::this_thread::get_id(), caller) << "between runs on the calling thread";
