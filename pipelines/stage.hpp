@@ -3,7 +3,7 @@
 // topology, this rank's model replica and the archive (written by the coordinator only).
 //
 // A stage is a function run on every rank. It reads its inputs from the archive on the coordinator and
-// broadcasts them (parallel/broadcast.hpp), spreads its work over replicas (parallel/work_queue.hpp) and each
+// broadcasts them (parallel/world.hpp), spreads its work over replicas (parallel/work_queue.hpp) and each
 // replica's workers (parallel/worker_pool.hpp, metrics/eval_units.hpp), and the coordinator archives results
 // as they arrive. Stages make no MPI calls of their own. Add a stage by writing pipelines/<name>.cpp and listing it in stage_registry().
 #include <cstdint>
@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "archive/archive.hpp"
-#include "parallel/broadcast.hpp"
+#include "parallel/world.hpp"
 #include "parallel/replica.hpp"
 #include "parallel/topology.hpp"
 #include "parallel/work_queue.hpp"

@@ -1,6 +1,6 @@
 #pragma once
 // Byte payloads: what the work queue carries from replicas to the coordinator and what the world broadcasts
-// (parallel/broadcast.hpp) send. ByteWriter appends trivially copyable values and vectors; ByteReader takes
+// (parallel/world.hpp) send. ByteWriter appends trivially copyable values and vectors; ByteReader takes
 // them out in the same order and throws when the payload is too short.
 #include <cstdint>
 #include <cstring>

@@ -1,5 +1,6 @@
-// World broadcasts from the coordinator (parallel/broadcast.hpp) under 2 ranks: values, enums, vectors of
-// any length (bit-identical doubles, empty, longer or shorter than the receiver's), strings and byte payloads.
+// Data movement between the coordinator and the world (parallel/world.hpp) under 2 ranks: broadcasts of
+// values, enums, vectors of any length (bit-identical doubles, empty, longer or shorter than the receiver's),
+// strings and byte payloads; gathers on the coordinator; point-to-point moves to the coordinator.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -8,16 +9,10 @@
 #include <limits>
 
 #include "metrics/base_logprobs.hpp"
-#include "parallel/broadcast.hpp"
+#include "parallel/world.hpp"
 
 namespace divprune {
 namespace {
-
-int world_rank() {
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  return rank;
-}
 
 TEST(Broadcast, ValuesAndEnumsFromRankZero) {
   const bool root = world_rank() == 0;
@@ -73,6 +68,30 @@ TEST(Broadcast, StringsAndBytePayloads) {
   EXPECT_EQ(r.get<int64_t>(), 12);
   EXPECT_EQ(r.get_string(), "chunk");
   EXPECT_TRUE(r.done());
+}
+
+TEST(World, GatherAndMoveToTheCoordinator) {
+  const int rank = world_rank();
+  ASSERT_EQ(world_size(), 2);
+  const std::vector<int64_t> shares = gather_on_coordinator(int64_t{100 + rank});
+  if (rank == 0) EXPECT_EQ(shares, (std::vector<int64_t>{100, 101}));
+  else EXPECT_TRUE(shares.empty());
+
+  // Rows computed on rank 1 arrive on rank 0 only; rank 0's own rows are a copy; several moves keep order.
+  const std::vector<float> row1 = {1.5f, -2.0f, 3.25f};
+  const std::vector<float> row0 = {7.0f};
+  const std::vector<float> first = move_to_coordinator(rank == 1 ? row1 : std::vector<float>{}, 1);
+  const std::vector<float> second = move_to_coordinator(rank == 1 ? std::vector<float>{9.0f} : std::vector<float>{}, 1);
+  const std::vector<float> own = move_to_coordinator(rank == 0 ? row0 : std::vector<float>{}, 0);
+  if (rank == 0) {
+    EXPECT_EQ(first, row1);
+    EXPECT_EQ(second, std::vector<float>{9.0f});
+    EXPECT_EQ(own, row0);
+  } else {
+    EXPECT_TRUE(first.empty());
+    EXPECT_TRUE(second.empty());
+    EXPECT_TRUE(own.empty());
+  }
 }
 
 }  // namespace
