@@ -1,8 +1,9 @@
 // The `baseline` stage: tokenises the evaluation data once, runs the uncompressed model on it and archives
 // what every later stage compares against (archive groups /data and /baseline; src/archive/SCHEMA.md).
 //
-// Work items are perplexity chunks, prompts and multiple-choice items, handed out by the work queue; a
-// replica takes as many items as it has workers and runs them concurrently. Results stream to the
+// Work items are the evaluation set's units (perplexity chunks, prompts and multiple-choice items;
+// metrics/eval_units.hpp), handed out by the work queue; a replica takes as many units as it has workers and
+// runs them concurrently. Results stream to the
 // coordinator, which writes them into pre-sized datasets, so even full-vocabulary log-probs never pile up in
 // memory. A complete baseline for the same data and model is kept (the stage is skipped); an incomplete one
 // (killed run) is redone.
@@ -16,6 +17,7 @@
 #include "core/progress.hpp"
 #include "metrics/base_logprobs.hpp"
 #include "metrics/corpus.hpp"
+#include "metrics/eval_units.hpp"
 #include "metrics/teacher_forced.hpp"
 #include "model/generate.hpp"
 #include "parallel/gather_logits.hpp"
@@ -24,8 +26,6 @@
 namespace divprune {
 
 namespace {
-
-enum class ItemKind : int32_t { Chunk = 0, Prompt = 1, Mc = 2 };
 
 EvalSet build_eval_set(const RunConfig& c, const ModelConfig& model) {
   EvalSet set;
@@ -95,24 +95,27 @@ EvalSet build_eval_set(const RunConfig& c, const ModelConfig& model) {
   return set;
 }
 
-// Computes one item on this replica and returns the payload its leader sends (empty on other tp ranks).
-Bytes compute_item(LlamaModel& model, KvCache& cache, const EvalSet& set, const RunConfig& config,
-                   const Topology& topology, int64_t item) {
-  const int32_t bos = model.config().bos_id;
-  const int64_t chunks = static_cast<int64_t>(set.chunks.size()), prompts = static_cast<int64_t>(set.prompts.size());
-  ByteWriter w;
-  if (item < chunks) {
-    const auto& chunk = set.chunks[static_cast<size_t>(item)];
+// The work of every kind of unit on this replica: each handler computes its unit and leaves the payload its
+// leader sends in results[slot] (empty on other tp ranks): the unit kind and index, then the outputs.
+EvalUnitHandlers baseline_work(const EvalSet& set, const RunConfig& config, const Topology& topology,
+                               std::vector<Bytes>& results) {
+  auto finish = [&topology, &results](ByteWriter& w, size_t slot) {
+    results[slot] = topology.is_replica_leader() ? w.take() : Bytes{};
+  };
+  EvalUnitHandlers work;
+  work.chunk = [&set, &config, &topology, finish](LlamaModel& model, KvCache& cache, int64_t c, size_t slot) {
+    const int32_t bos = model.config().bos_id;
+    const auto& chunk = set.chunks[static_cast<size_t>(c)];
     const ScoredTargets scored = score_targets(model, cache, {}, chunk, bos);
-    w.put(ItemKind::Chunk);
-    w.put(item);
+    ByteWriter w;
+    w.put(EvalUnitKind::Chunk);
+    w.put(c);
     w.put_vector(scored.stats.nll);
     w.put_vector(scored.stats.argmax);
-    const bool kept = item < set.kept_chunks;
     std::vector<uint16_t> bits;
     std::vector<int32_t> ids;
     std::vector<double> shift;
-    if (kept) {
+    if (c < set.kept_chunks) {
       // Whole rows on the replica leader (tp = 1: a host copy).
       const std::vector<float> full = gather_vocab_slices(model, scored.logits, topology);
       if (topology.is_replica_leader()) {
@@ -124,27 +127,34 @@ Bytes compute_item(LlamaModel& model, KvCache& cache, const EvalSet& set, const 
     w.put_vector(bits);
     w.put_vector(ids);
     w.put_vector(shift);
-  } else if (item < chunks + prompts) {
-    const int64_t p = item - chunks;
+    finish(w, slot);
+  };
+  work.prompt = [&set, finish](LlamaModel& model, KvCache& cache, int64_t p, size_t slot) {
+    const int32_t bos = model.config().bos_id;
     const auto& prompt = set.prompts[static_cast<size_t>(p)];
     std::vector<int32_t> fed{bos};
     fed.insert(fed.end(), prompt.begin(), prompt.end());
     const std::vector<int32_t> continuation = greedy_generate(model, fed, set.continuation);
     const ScoredTargets scored = score_targets(model, cache, prompt, continuation, bos);
-    w.put(ItemKind::Prompt);
+    ByteWriter w;
+    w.put(EvalUnitKind::Prompt);
     w.put(p);
     w.put_vector(continuation);
     w.put_vector(scored.stats.argmax);
-  } else {
-    const int64_t i = item - chunks - prompts;
+    finish(w, slot);
+  };
+  work.mc = [&set, finish](LlamaModel& model, KvCache& cache, int64_t i, size_t slot) {
+    const int32_t bos = model.config().bos_id;
     std::vector<double> logprob;
     for (const auto& choice : set.mc_choices[static_cast<size_t>(i)])
       logprob.push_back(choice_logprob(model, cache, set.mc_context[static_cast<size_t>(i)], choice, bos));
-    w.put(ItemKind::Mc);
+    ByteWriter w;
+    w.put(EvalUnitKind::Mc);
     w.put(i);
     w.put_vector(logprob);
-  }
-  return topology.is_replica_leader() ? w.take() : Bytes{};
+    finish(w, slot);
+  };
+  return work;
 }
 
 }  // namespace
@@ -156,7 +166,7 @@ void run_baseline_stage(StageContext& ctx) {
   const ModelConfig& model_config = ctx.replica.config();
   EvalSet set;
   Bytes payload;
-  int skip = 0;
+  int32_t skip = 0;
   collective_step(MPI_COMM_WORLD, [&] {
     if (!topo.is_coordinator()) return;
     set = build_eval_set(config, model_config);
@@ -170,7 +180,7 @@ void run_baseline_stage(StageContext& ctx) {
                                    ctx.archive.path().string()));
     }
   });
-  CHECK_MPI(MPI_Bcast(&skip, 1, MPI_INT, 0, MPI_COMM_WORLD));
+  broadcast_value(skip);
   if (skip) {
     if (topo.is_coordinator()) spdlog::info("baseline: complete in {} for this data, skipped", ctx.archive.path().string());
     return;
@@ -179,7 +189,7 @@ void run_baseline_stage(StageContext& ctx) {
   if (!topo.is_coordinator()) set = deserialize_eval_set(payload);
   const int64_t chunks = static_cast<int64_t>(set.chunks.size()), prompts = static_cast<int64_t>(set.prompts.size()),
                 items = static_cast<int64_t>(set.mc_answer.size()), vocab = model_config.vocab_size;
-  const int64_t total = chunks + prompts + items;
+  const int64_t total = eval_unit_count(set);
 
   // The coordinator keeps every base output except the log-probs, which go straight to the archive.
   BaseOutputs base;
@@ -202,9 +212,9 @@ void run_baseline_stage(StageContext& ctx) {
   Progress progress("baseline items", static_cast<long>(total));
   auto on_result = [&](int64_t, int, Bytes&& bytes) {
     ByteReader r(bytes);
-    const auto kind = r.get<ItemKind>();
+    const auto kind = r.get<EvalUnitKind>();
     const int64_t index = r.get<int64_t>();
-    if (kind == ItemKind::Chunk) {
+    if (kind == EvalUnitKind::Chunk) {
       BaselineChunk out;
       out.nll = r.get_vector<double>();
       out.argmax = r.get_vector<int32_t>();
@@ -217,7 +227,7 @@ void run_baseline_stage(StageContext& ctx) {
       std::copy(out.nll.begin(), out.nll.end(), base.nll.begin() + offset);
       std::copy(out.argmax.begin(), out.argmax.end(), base.argmax.begin() + offset);
       ctx.archive.write_baseline_chunk(set, index, out);
-    } else if (kind == ItemKind::Prompt) {
+    } else if (kind == EvalUnitKind::Prompt) {
       const auto continuation = r.get_vector<int32_t>();
       const auto tf = r.get_vector<int32_t>();
       std::copy(continuation.begin(), continuation.end(), base.continuation.begin() + index * set.continuation);
@@ -233,9 +243,10 @@ void run_baseline_stage(StageContext& ctx) {
 
   WorkQueue queue(topo, total, on_result);
   const std::vector<LlamaModel*> workers = ctx.replica.workers();
-  const int64_t capacity = set.longest_sequence();
+  std::vector<Bytes> results;
+  const EvalUnitHandlers work = baseline_work(set, config, topo, results);
   while (true) {
-    // As many items as this replica has workers, computed concurrently.
+    // As many units as this replica has workers, computed concurrently.
     std::vector<int64_t> batch;
     while (batch.size() < workers.size()) {
       const auto item = queue.next();
@@ -243,13 +254,8 @@ void run_baseline_stage(StageContext& ctx) {
       batch.push_back(*item);
     }
     if (batch.empty()) break;
-    std::vector<Bytes> results(batch.size());
-    run_tasks(
-        workers, static_cast<int64_t>(batch.size()), capacity,
-        [&](LlamaModel& model, KvCache& cache, int64_t t) {
-          results[static_cast<size_t>(t)] = compute_item(model, cache, set, config, topo, batch[static_cast<size_t>(t)]);
-        },
-        [&] { queue.poll(); });
+    results.assign(batch.size(), Bytes{});
+    run_eval_units(workers, set, batch, work, [&] { queue.poll(); });
     for (size_t t = 0; t < batch.size(); ++t) queue.submit(batch[t], std::move(results[t]));
   }
   queue.finish();

@@ -19,6 +19,7 @@
 #include "core/errors.hpp"
 #include "core/progress.hpp"
 #include "metrics/divergence.hpp"
+#include "metrics/eval_units.hpp"
 #include "metrics/teacher_forced.hpp"
 #include "pipelines/stage.hpp"
 
@@ -38,15 +39,14 @@ struct ParsedPlan {
 // chunk's rows, computes their log-sum-exps (full storage) and broadcasts both.
 BaseLogprobSlices load_base_logprobs(const RunArchive& archive, const EvalSet& set, const Topology& topo,
                                      const ShardLayout& layout, int64_t vocab) {
-  int32_t mode_code = 0, k = 0;
+  LogprobMode mode = LogprobMode::None;
+  int32_t k = 0;
   if (topo.is_coordinator()) {
-    const LogprobMode mode = archive.base_logprob_mode();
-    mode_code = static_cast<int32_t>(mode);
+    mode = archive.base_logprob_mode();
     k = static_cast<int32_t>(archive.base_top_k());
   }
-  CHECK_MPI(MPI_Bcast(&mode_code, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
-  CHECK_MPI(MPI_Bcast(&k, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
-  const auto mode = static_cast<LogprobMode>(mode_code);
+  broadcast_value(mode);
+  broadcast_value(k);
   BaseLogprobSlices slices(mode, vocab, layout.vocab);
   if (mode == LogprobMode::None) return slices;
   for (int64_t c = 0; c < set.kept_chunks; ++c) {
@@ -62,16 +62,12 @@ BaseLogprobSlices load_base_logprobs(const RunArchive& archive, const EvalSet& s
         archive.read_base_topk(row0, n, ids, bits);
       }
     }
-    const int64_t width = mode == LogprobMode::Full ? vocab : k;
-    bits.resize(static_cast<size_t>(n * width));
-    CHECK_MPI(MPI_Bcast(bits.data(), static_cast<int>(bits.size()), MPI_UINT16_T, 0, MPI_COMM_WORLD));
+    broadcast_vector(bits);
     if (mode == LogprobMode::Full) {
-      lse.resize(static_cast<size_t>(n));
-      CHECK_MPI(MPI_Bcast(lse.data(), static_cast<int>(n), MPI_DOUBLE, 0, MPI_COMM_WORLD));
+      broadcast_vector(lse);
       slices.add_full_chunk(bits, n, lse);
     } else {
-      ids.resize(static_cast<size_t>(n * k));
-      CHECK_MPI(MPI_Bcast(ids.data(), static_cast<int>(ids.size()), MPI_INT32_T, 0, MPI_COMM_WORLD));
+      broadcast_vector(ids);
       slices.add_topk_chunk(ids, bits, n, k);
     }
   }
@@ -86,8 +82,7 @@ PlanOutputs evaluate_plan(ModelReplica& replica, const CompressionPlan& plan, co
   LlamaModel& main_model = replica.model();
   apply_plan(plan, replica.config(), replica.pristine(), replica.backend(), main_model.weights(), main_model.comm());
   const int32_t bos = replica.config().bos_id;
-  const int64_t chunks = static_cast<int64_t>(set.chunks.size()), prompts = static_cast<int64_t>(set.prompts.size()),
-                items = static_cast<int64_t>(set.mc_answer.size()), n = set.continuation;
+  const int64_t prompts = static_cast<int64_t>(set.prompts.size()), n = set.continuation;
   PlanOutputs out;
   out.nll.assign(static_cast<size_t>(set.tokens()), 0.0);
   out.argmax.assign(out.nll.size(), 0);
@@ -97,37 +92,33 @@ PlanOutputs evaluate_plan(ModelReplica& replica, const CompressionPlan& plan, co
   std::vector<int64_t> choice_offset{0};
   for (const auto& c : set.mc_choices) choice_offset.push_back(choice_offset.back() + static_cast<int64_t>(c.size()));
 
-  run_tasks(
-      replica.workers(), chunks + prompts + items, set.longest_sequence(),
-      [&](LlamaModel& model, KvCache& cache, int64_t t) {
-        if (t < chunks) {
-          const auto& chunk = set.chunks[static_cast<size_t>(t)];
-          const ScoredTargets scored = score_targets(model, cache, {}, chunk, bos);
-          const int64_t offset = set.chunk_offset(t);
-          std::copy(scored.stats.nll.begin(), scored.stats.nll.end(), out.nll.begin() + offset);
-          std::copy(scored.stats.argmax.begin(), scored.stats.argmax.end(), out.argmax.begin() + offset);
-          if (t < set.kept_chunks && t < base.chunks()) {
-            std::vector<float> values;
-            std::vector<double> base_offset;
-            base.dense(t, values, base_offset);
-            const std::vector<double> kl = distributed_kl(model.backend(), model.comm(), scored.logits, values, base_offset,
-                                                          scored.stats.log_z, base.mode() == LogprobMode::TopK);
-            std::copy(kl.begin(), kl.end(), out.kl.begin() + offset);
-          }
-        } else if (t < chunks + prompts) {
-          const int64_t p = t - chunks;
-          const std::span<const int32_t> cont(continuation.data() + p * n, static_cast<size_t>(n));
-          const ScoredTargets scored = score_targets(model, cache, set.prompts[static_cast<size_t>(p)], cont, bos);
-          std::copy(scored.stats.argmax.begin(), scored.stats.argmax.end(), out.tf_argmax.begin() + p * n);
-        } else {
-          const int64_t i = t - chunks - prompts;
-          const auto& choices = set.mc_choices[static_cast<size_t>(i)];
-          for (size_t c = 0; c < choices.size(); ++c)
-            out.mc_logprob[static_cast<size_t>(choice_offset[static_cast<size_t>(i)]) + c] =
-                choice_logprob(model, cache, set.mc_context[static_cast<size_t>(i)], choices[c], bos);
-        }
-      },
-      between);
+  EvalUnitHandlers work;
+  work.chunk = [&](LlamaModel& model, KvCache& cache, int64_t c, size_t) {
+    const ScoredTargets scored = score_targets(model, cache, {}, set.chunks[static_cast<size_t>(c)], bos);
+    const int64_t offset = set.chunk_offset(c);
+    std::copy(scored.stats.nll.begin(), scored.stats.nll.end(), out.nll.begin() + offset);
+    std::copy(scored.stats.argmax.begin(), scored.stats.argmax.end(), out.argmax.begin() + offset);
+    if (c < set.kept_chunks && c < base.chunks()) {
+      std::vector<float> values;
+      std::vector<double> base_offset;
+      base.dense(c, values, base_offset);
+      const std::vector<double> kl = distributed_kl(model.backend(), model.comm(), scored.logits, values, base_offset,
+                                                    scored.stats.log_z, base.mode() == LogprobMode::TopK);
+      std::copy(kl.begin(), kl.end(), out.kl.begin() + offset);
+    }
+  };
+  work.prompt = [&](LlamaModel& model, KvCache& cache, int64_t p, size_t) {
+    const std::span<const int32_t> cont(continuation.data() + p * n, static_cast<size_t>(n));
+    const ScoredTargets scored = score_targets(model, cache, set.prompts[static_cast<size_t>(p)], cont, bos);
+    std::copy(scored.stats.argmax.begin(), scored.stats.argmax.end(), out.tf_argmax.begin() + p * n);
+  };
+  work.mc = [&](LlamaModel& model, KvCache& cache, int64_t i, size_t) {
+    const auto& choices = set.mc_choices[static_cast<size_t>(i)];
+    for (size_t c = 0; c < choices.size(); ++c)
+      out.mc_logprob[static_cast<size_t>(choice_offset[static_cast<size_t>(i)]) + c] =
+          choice_logprob(model, cache, set.mc_context[static_cast<size_t>(i)], choices[c], bos);
+  };
+  run_eval_units(replica.workers(), set, work, between);
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;
 }

@@ -102,7 +102,7 @@ void run_search_stage(StageContext& ctx) {
       }
       if (entries.empty()) spdlog::warn("search: round {} found no plan that was not evaluated already", r);
     });
-    CHECK_MPI(MPI_Bcast(&done, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
+    broadcast_value(done);
     if (done) continue;
     broadcast_entries(entries);
     if (entries.empty()) continue;

@@ -3,8 +3,9 @@
 // topology, this rank's model replica and the archive (written by the coordinator only).
 //
 // A stage is a function run on every rank. It reads its inputs from the archive on the coordinator and
-// broadcasts them, spreads its work over replicas (parallel/work_queue.hpp), and the coordinator archives
-// results as they arrive. Add a stage by writing pipelines/<name>.cpp and listing it in stage_registry().
+// broadcasts them (parallel/world.hpp), spreads its work over replicas (parallel/work_queue.hpp) and each
+// replica's workers (parallel/worker_pool.hpp, metrics/eval_units.hpp), and the coordinator archives results
+// as they arrive. Stages make no MPI calls of their own. Add a stage by writing pipelines/<name>.cpp and listing it in stage_registry().
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "archive/archive.hpp"
+#include "parallel/world.hpp"
 #include "parallel/replica.hpp"
 #include "parallel/topology.hpp"
 #include "parallel/work_queue.hpp"
@@ -42,28 +44,5 @@ void run_sensitivity_stage(StageContext& context);
 // rerun resumes) and returns each entry's plan id (in order). `stage` prefixes the log lines.
 std::vector<std::string> evaluate_plan_entries(StageContext& context, const std::vector<PlanEntry>& entries,
                                                const std::string& stage, bool print_table);
-
-// ---- helpers shared by stages ----
-
-// Runs tasks 0..count-1 on the replica's workers (model/KV cache per worker). At tp = 1 with several CPU
-// workers, threads take tasks from a shared counter; otherwise tasks run in order on the calling thread (every
-// tp rank must issue the same collectives in the same order). The calling thread runs worker 0 and calls
-// `between` after each of its tasks (where the coordinator serves the work queue). Exceptions from any worker
-// are rethrown.
-void run_tasks(const std::vector<LlamaModel*>& workers, int64_t count, int64_t cache_capacity,
-               const std::function<void(LlamaModel& model, KvCache& cache, int64_t task)>& task,
-               const std::function<void()>& between);
-
-// Broadcasts a byte payload from world rank 0 to every rank.
-void broadcast_bytes(Bytes& bytes);
-template <typename T>
-void broadcast_vector(std::vector<T>& values) {
-  ByteWriter w;
-  w.put_vector(values);
-  Bytes b = w.take();
-  broadcast_bytes(b);
-  ByteReader r(b);
-  values = r.template get_vector<T>();
-}
 
 }  // namespace divprune

@@ -9,6 +9,7 @@
 #include "compress/apply.hpp"
 #include "core/errors.hpp"
 #include "parallel/gather_logits.hpp"
+#include "parallel/world.hpp"
 
 namespace divprune {
 
@@ -53,15 +54,8 @@ class LogitsCommand final : public Command {
         Tensor logits = replica.model().forward(std::span<const int32_t>(ids.data() + b * seq, seq), 0, cache);
         row = gather_vocab_slices(replica.model(), logits, topology);
       }
-      float* dst = topology.is_coordinator() ? all.data() + b * seq * vocab : nullptr;
-      const int count = static_cast<int>(seq * vocab);
-      if (owner_leader == 0) {
-        if (topology.is_coordinator()) std::copy(row.begin(), row.end(), dst);
-      } else if (topology.world_rank == owner_leader) {
-        CHECK_MPI(MPI_Send(row.data(), count, MPI_FLOAT, 0, static_cast<int>(b), MPI_COMM_WORLD));
-      } else if (topology.is_coordinator()) {
-        CHECK_MPI(MPI_Recv(dst, count, MPI_FLOAT, owner_leader, static_cast<int>(b), MPI_COMM_WORLD, MPI_STATUS_IGNORE));
-      }
+      const std::vector<float> arrived = move_to_coordinator(row, owner_leader);
+      if (topology.is_coordinator()) std::copy(arrived.begin(), arrived.end(), all.begin() + b * seq * vocab);
     }
     collective_step(MPI_COMM_WORLD, [&] {
       if (!topology.is_coordinator()) return;

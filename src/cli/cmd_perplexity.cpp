@@ -10,6 +10,7 @@
 #include "metrics/corpus.hpp"
 #include "metrics/perplexity.hpp"
 #include "model/tokenizer.hpp"
+#include "parallel/world.hpp"
 
 namespace divprune {
 
@@ -41,9 +42,7 @@ class PerplexityCommand final : public Command {
     size_t local_chunks = 0;
     NllSum total = replicated_perplexity(replica.workers(), chunks, topology, replica.config().bos_id, &local_chunks);
     // Only the coordinator logs at info level: it reports every replica's share.
-    std::vector<long> shares(static_cast<size_t>(topology.world_size));
-    long mine = static_cast<long>(local_chunks);
-    CHECK_MPI(MPI_Gather(&mine, 1, MPI_LONG, shares.data(), 1, MPI_LONG, 0, MPI_COMM_WORLD));
+    const std::vector<int64_t> shares = gather_on_coordinator(static_cast<int64_t>(local_chunks));
     for (int r = 0; r < topology.replicas && topology.is_coordinator(); ++r)
       spdlog::info("replica {} scored {} of {} chunks", r, shares[static_cast<size_t>(r * topology.tp)], chunks.size());
     if (topology.is_coordinator()) {

@@ -60,7 +60,7 @@ class RunCommand final : public Command {
       run_index = archive.begin_run(info);
       spdlog::info("run {} of archive {}: stages {}", run_index, archive.path().string(), fmt::join(config.stages, ", "));
     });
-    CHECK_MPI(MPI_Bcast(&run_index, 1, MPI_INT64_T, 0, MPI_COMM_WORLD));
+    broadcast_value(run_index);
     StageContext context{config, topology, replica, archive, run_index};
     for (const std::string& stage : config.stages) {
       const auto stage_start = std::chrono::steady_clock::now();

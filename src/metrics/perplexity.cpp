@@ -2,11 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <exception>
 #include <mutex>
-#include <thread>
 
 #include "core/progress.hpp"
+#include "parallel/worker_pool.hpp"
 
 namespace divprune {
 
@@ -38,31 +37,15 @@ NllSum score_chunks(const std::vector<LlamaModel*>& workers, const std::vector<s
   std::vector<int64_t> chunk_tokens(indices.size(), 0);
   Progress progress("perplexity chunks", static_cast<long>(indices.size()));
   std::mutex progress_mutex;
-  std::exception_ptr failure;
-  auto work = [&](size_t worker) {
-    try {
-      LlamaModel& model = *workers[worker];
-      KvCache cache = model.make_cache(static_cast<int64_t>(longest));
-      for (size_t k = worker; k < indices.size(); k += workers.size()) {
-        TokenStats stats = score_chunk(model, cache, chunks[indices[k]], bos_id);
-        for (double v : stats.nll) chunk_nll[k] += v;
-        chunk_tokens[k] = static_cast<int64_t>(stats.nll.size());
-        std::lock_guard<std::mutex> lock(progress_mutex);
-        progress.advance();
-      }
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(progress_mutex);
-      if (!failure) failure = std::current_exception();
-    }
-  };
-  if (workers.size() == 1) {
-    work(0);
-  } else {
-    std::vector<std::thread> threads;
-    for (size_t w = 0; w < workers.size(); ++w) threads.emplace_back(work, w);
-    for (auto& t : threads) t.join();
-  }
-  if (failure) std::rethrow_exception(failure);
+  run_tasks(workers, static_cast<int64_t>(indices.size()), static_cast<int64_t>(longest),
+            [&](LlamaModel& model, KvCache& cache, int64_t task) {
+              const auto k = static_cast<size_t>(task);
+              const TokenStats stats = score_chunk(model, cache, chunks[indices[k]], bos_id);
+              for (double v : stats.nll) chunk_nll[k] += v;
+              chunk_tokens[k] = static_cast<int64_t>(stats.nll.size());
+              std::lock_guard<std::mutex> lock(progress_mutex);
+              progress.advance();
+            });
   NllSum sum;
   for (size_t k = 0; k < indices.size(); ++k) {
     sum.nll += chunk_nll[k];
