@@ -271,10 +271,10 @@ std::vector<int64_t> rank_kv_heads(const HostLayer& layer, const ModelConfig& co
                                    Communicator& comm) {
   const int64_t D = config.head_dim, group = config.num_heads / config.num_kv_heads;
   std::vector<double> score(static_cast<size_t>(config.num_kv_heads), 0.0);
-  const HostMatrix& q = layer.linear[static_cast<int>(Component::Q)];
-  const HostMatrix& k = layer.linear[static_cast<int>(Component::K)];
-  const HostMatrix& v = layer.linear[static_cast<int>(Component::V)];
-  const HostMatrix& o = layer.linear[static_cast<int>(Component::O)];
+  const HostMatrix& q = layer.linear.q;
+  const HostMatrix& k = layer.linear.k;
+  const HostMatrix& v = layer.linear.v;
+  const HostMatrix& o = layer.linear.o;
   const int64_t first = layout.kv_rows.begin / D;  // global index of the first local KV head
   for (int64_t h = 0; h < layout.kv_heads; ++h) {
     double s = 0.0;
@@ -289,9 +289,9 @@ std::vector<int64_t> rank_kv_heads(const HostLayer& layer, const ModelConfig& co
 std::vector<int64_t> rank_channels(const HostLayer& layer, const ModelConfig& config, const ShardLayout& layout,
                                    Communicator& comm) {
   std::vector<double> score(static_cast<size_t>(config.intermediate_size), 0.0);
-  const HostMatrix& gate = layer.linear[static_cast<int>(Component::Gate)];
-  const HostMatrix& up = layer.linear[static_cast<int>(Component::Up)];
-  const HostMatrix& down = layer.linear[static_cast<int>(Component::Down)];
+  const HostMatrix& gate = layer.linear.gate;
+  const HostMatrix& up = layer.linear.up;
+  const HostMatrix& down = layer.linear.down;
   for (int64_t f = 0; f < layout.ffn_rows.size(); ++f)
     score[static_cast<size_t>(layout.ffn_rows.begin + f)] = row_squares(gate, f) + row_squares(up, f) + column_squares(down, f);
   comm.allreduce_sum(std::span<double>(score));
@@ -341,7 +341,7 @@ struct LayerRankings {
 HostMatrix compress_with(const CompressionPlan& plan, const ModelConfig& config, const HostWeights& pristine,
                          int64_t l, Component c, Communicator& comm, LayerRankings& rankings) {
   const HostLayer& layer = pristine.layers[static_cast<size_t>(l)];
-  HostMatrix m = layer.linear[static_cast<int>(c)];
+  HostMatrix m = layer.linear[c];
   const ComponentPlan& cp = plan.at(l, c);
   if (cp.is_identity()) return m;
   const ShardGeometry g = shard_geometry(c, config, pristine.layout);
@@ -393,8 +393,8 @@ void apply_plan(const CompressionPlan& plan, const ModelConfig& config, const Ho
     dev.removed = lp.removed;
     LayerRankings rankings;
     for (Component c : kAllComponents) {
-      Tensor& target = dev.linear[static_cast<int>(c)];
-      const HostMatrix& original = pristine.layers[static_cast<size_t>(l)].linear[static_cast<int>(c)];
+      Tensor& target = dev.linear[c];
+      const HostMatrix& original = pristine.layers[static_cast<size_t>(l)].linear[c];
       if (lp.removed || lp.components[static_cast<int>(c)].is_identity()) {
         upload_linear(backend, original, target);
       } else {

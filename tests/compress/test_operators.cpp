@@ -65,7 +65,7 @@ class CompressOperators : public ::testing::Test {
     return compress_linear(parse_plan(yaml, config_, "test.yaml"), config_, pristine_, layer, c, comm_);
   }
   const HostMatrix& original(int64_t layer, Component c) const {
-    return pristine_.layers[static_cast<size_t>(layer)].linear[static_cast<int>(c)];
+    return pristine_.layers[static_cast<size_t>(layer)].linear[c];
   }
 
   static std::filesystem::path* dir_;
@@ -216,7 +216,7 @@ std::vector<int64_t> reference_head_order(const HostLayer& layer, const ModelCon
   std::vector<double> score(static_cast<size_t>(c.num_kv_heads), 0.0);
   auto sq = [](float x) { return static_cast<double>(x) * x; };
   for (int64_t g = 0; g < c.num_kv_heads; ++g) {
-    const HostMatrix &q = layer.linear[0], &k = layer.linear[1], &v = layer.linear[2], &o = layer.linear[3];
+    const HostMatrix &q = layer.linear.q, &k = layer.linear.k, &v = layer.linear.v, &o = layer.linear.o;
     for (int64_t r = g * G * D; r < (g + 1) * G * D; ++r)
       for (int64_t j = 0; j < c.hidden_size; ++j) score[g] += sq(q.data[r * q.cols + j]) + sq(o.data[j * o.cols + r]);
     for (int64_t r = g * D; r < (g + 1) * D; ++r)
@@ -260,7 +260,7 @@ TEST_F(CompressOperators, HeadPruningEqualsZeroingThoseHeadsOutputs) {
   const int64_t D = config_.head_dim, G = 2;
   for (int64_t l = 0; l < config_.num_layers; ++l) {
     const int64_t g = reference_head_order(pristine_.layers[l], config_)[0];
-    HostMatrix& o = manual.layers[l].linear[3];
+    HostMatrix& o = manual.layers[l].linear.o;
     for (int64_t i = 0; i < o.rows; ++i)
       for (int64_t r = g * G * D; r < (g + 1) * G * D; ++r) o.data[i * o.cols + r] = 0.0f;
   }
@@ -283,8 +283,8 @@ TEST_F(CompressOperators, ChannelPruningZeroesGateUpRowsAndDownColumns) {
     std::vector<double> score(static_cast<size_t>(config_.intermediate_size), 0.0);
     for (int64_t f = 0; f < config_.intermediate_size; ++f)
       for (int64_t j = 0; j < config_.hidden_size; ++j) {
-        const double a = layer.linear[4].data[f * 64 + j], b = layer.linear[5].data[f * 64 + j],
-                     d = layer.linear[6].data[j * config_.intermediate_size + f];
+        const double a = layer.linear.gate.data[f * 64 + j], b = layer.linear.up.data[f * 64 + j],
+                     d = layer.linear.down.data[j * config_.intermediate_size + f];
         score[f] += a * a + b * b + d * d;
       }
     std::vector<int64_t> order(score.size());
@@ -296,8 +296,8 @@ TEST_F(CompressOperators, ChannelPruningZeroesGateUpRowsAndDownColumns) {
     const HostMatrix gate = compressed(yaml, l, Component::Gate), down = compressed(yaml, l, Component::Down);
     for (int64_t f = 0; f < config_.intermediate_size; ++f)
       for (int64_t j = 0; j < config_.hidden_size; ++j) {
-        EXPECT_EQ(gate.data[f * 64 + j], pruned[f] ? 0.0f : layer.linear[4].data[f * 64 + j]);
-        EXPECT_EQ(down.data[j * 176 + f], pruned[f] ? 0.0f : layer.linear[6].data[j * 176 + f]);
+        EXPECT_EQ(gate.data[f * 64 + j], pruned[f] ? 0.0f : layer.linear.gate.data[f * 64 + j]);
+        EXPECT_EQ(down.data[j * 176 + f], pruned[f] ? 0.0f : layer.linear.down.data[j * 176 + f]);
       }
     EXPECT_EQ(count_zeros(down.data), pruned_entries({PruneMethod::Channels, 0.25}, Component::Down, config_));
   }
@@ -337,7 +337,7 @@ components:
   apply_plan(b, config_, pristine_, *backend_, fresh->weights(), comm_);
   for (int64_t l = 0; l < config_.num_layers; ++l) {
     EXPECT_EQ(reused->weights().layers[l].removed, fresh->weights().layers[l].removed);
-    for (int c = 0; c < kNumComponents; ++c)
+    for (Component c : kAllComponents)
       EXPECT_EQ(download(reused->weights().layers[l].linear[c]), download(fresh->weights().layers[l].linear[c]));
   }
   EXPECT_EQ(logits(*reused), logits(*fresh));
@@ -347,7 +347,7 @@ components:
   EXPECT_EQ(logits(*reused), logits(*make_model()));
   const HostWeights reloaded = load_host_weights(*ckpt_, pristine_.layout);
   for (int64_t l = 0; l < config_.num_layers; ++l)
-    for (int c = 0; c < kNumComponents; ++c) EXPECT_EQ(reloaded.layers[l].linear[c].data, pristine_.layers[l].linear[c].data);
+    for (Component c : kAllComponents) EXPECT_EQ(reloaded.layers[l].linear[c].data, pristine_.layers[l].linear[c].data);
 }
 
 TEST_F(CompressOperators, ApplyRejectsInvalidPlansBeforeTouchingWeights) {

@@ -126,7 +126,7 @@ struct Part {
     return gather_vocab_slices(*model, local, topology);
   }
   std::vector<float> download(int64_t layer, Component c) {
-    const Tensor& t = model->weights().layers[static_cast<size_t>(layer)].linear[static_cast<int>(c)];
+    const Tensor& t = model->weights().layers[static_cast<size_t>(layer)].linear[c];
     std::vector<float> host(static_cast<size_t>(t.numel()));
     backend->download(t, host);
     return host;
