@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <numeric>
 
+#include "compress/apply.hpp"
 #include "compress/operators.hpp"
 #include "compress/plan.hpp"
 #include "core/errors.hpp"
@@ -270,8 +271,7 @@ TEST_F(CompressOperators, HeadPruningEqualsZeroingThoseHeadsOutputs) {
   const std::vector<float> base = logits(*model);
   EXPECT_GT(max_abs_diff(base, expected), 1e-2);  // pruning a head matters
   for (const char* names : {"q, k, v, o", "o", "v"}) {  // zero v rows also make the head's output exactly zero
-    apply_plan(parse_plan(prune_yaml(names, "heads", 0.5), config_, "heads.yaml"), config_, pristine_, *backend_,
-               model->weights(), comm_);
+    apply_plan(parse_plan(prune_yaml(names, "heads", 0.5), config_, "heads.yaml"), pristine_, *model);
     EXPECT_LE(max_abs_diff(logits(*model), expected), 1e-5) << names;
   }
 }
@@ -311,30 +311,29 @@ TEST_F(CompressOperators, RemovingLayerEqualsTheModelWithoutThatLayer) {
     ModelConfig shorter = config_;
     shorter.num_layers -= 1;
     auto reference = make_model(without, shorter);
-    apply_plan(parse_plan(fmt::format("drop_layers: [{}]\n", i), config_, "drop.yaml"), config_, pristine_, *backend_,
-               model->weights(), comm_);
+    apply_plan(parse_plan(fmt::format("drop_layers: [{}]\n", i), config_, "drop.yaml"), pristine_, *model);
     EXPECT_EQ(logits(*model), logits(*reference)) << "layer " << i;
   }
 }
 
 TEST_F(CompressOperators, PlanAThenPlanBEqualsPlanBOnFreshWeights) {
-  const CompressionPlan a = parse_plan(R"(drop_layers: [2]
+  const ValidatedPlan a = parse_plan(R"(drop_layers: [2]
 components:
   - {layers: all, names: [q, k, v, o, gate, up, down], prune: {method: magnitude, sparsity: 0.5}, quant: int8}
   - {layers: [0], names: [k, v], prune: {method: heads, sparsity: 0.5}}
   - {layers: [1], names: [gate, up, down], prune: {method: channels, sparsity: 0.3}}
 )", config_, "a.yaml");
-  const CompressionPlan b = parse_plan(R"(drop_layers: [0]
+  const ValidatedPlan b = parse_plan(R"(drop_layers: [0]
 components:
   - {layers: [1, 2], names: [o, down], prune: {method: magnitude_row, sparsity: 0.4}}
   - {layers: [3], names: [gate, up], prune: {method: "2:4"}, quant: int8}
 )", config_, "b.yaml");
   auto reused = make_model();
-  apply_plan(a, config_, pristine_, *backend_, reused->weights(), comm_);
+  apply_plan(a, pristine_, *reused);
   const std::vector<float> after_a = logits(*reused);
-  apply_plan(b, config_, pristine_, *backend_, reused->weights(), comm_);
+  apply_plan(b, pristine_, *reused);
   auto fresh = make_model();
-  apply_plan(b, config_, pristine_, *backend_, fresh->weights(), comm_);
+  apply_plan(b, pristine_, *fresh);
   for (int64_t l = 0; l < config_.num_layers; ++l) {
     EXPECT_EQ(reused->weights().layers[l].removed, fresh->weights().layers[l].removed);
     for (Component c : kAllComponents)
@@ -343,26 +342,31 @@ components:
   EXPECT_EQ(logits(*reused), logits(*fresh));
   EXPECT_GT(max_abs_diff(after_a, logits(*fresh)), 1e-2);
   // The identity plan restores the uncompressed model, and pristine weights never changed.
-  apply_plan(CompressionPlan::identity(config_.num_layers), config_, pristine_, *backend_, reused->weights(), comm_);
+  apply_plan(validate_plan(CompressionPlan::identity(config_.num_layers), config_, "identity"), pristine_, *reused);
   EXPECT_EQ(logits(*reused), logits(*make_model()));
   const HostWeights reloaded = load_host_weights(*ckpt_, pristine_.layout);
   for (int64_t l = 0; l < config_.num_layers; ++l)
     for (Component c : kAllComponents) EXPECT_EQ(reloaded.layers[l].linear[c].data, pristine_.layers[l].linear[c].data);
 }
 
-TEST_F(CompressOperators, ApplyRejectsInvalidPlansBeforeTouchingWeights) {
-  auto model = make_model();
+TEST_F(CompressOperators, InvalidPlansAreRejectedBeforeTheyCanBeApplied) {
+  // Only a ValidatedPlan can be applied: a bad plan built in code fails its validation, naming the source.
   CompressionPlan bad = CompressionPlan::identity(config_.num_layers);
   bad.at(0, Component::Q).prune = PruneSpec{PruneMethod::Magnitude, 1.5};
   try {
-    apply_plan(bad, config_, pristine_, *backend_, model->weights(), comm_);
+    validate_plan(bad, config_, "code");
     FAIL() << "accepted";
   } catch (const InputError& e) {
-    EXPECT_THAT(e.what(), HasSubstr("layer 0 q: sparsity 1.5 is outside [0, 1)"));
+    EXPECT_THAT(e.what(), HasSubstr("code: layer 0 q: sparsity 1.5 is outside [0, 1)"));
   }
   CompressionPlan all_removed = CompressionPlan::identity(config_.num_layers);
   for (auto& layer : all_removed.layers) layer.removed = true;
-  EXPECT_THROW(apply_plan(all_removed, config_, pristine_, *backend_, model->weights(), comm_), InputError);
+  EXPECT_THROW(validate_plan(all_removed, config_, "code"), InputError);
+  // A plan validated for another tensor-parallel size is a caller's bug: refused before touching the weights.
+  auto model = make_model();
+  const ValidatedPlan for_tp2 = parse_plan(prune_yaml("down", "2:4", 0.5), config_, "tp2.yaml", 2);
+  EXPECT_THROW(apply_plan(for_tp2, pristine_, *model), InternalError);
+  EXPECT_THROW(compress_linear(for_tp2, config_, pristine_, 0, Component::Down, comm_), InternalError);
   EXPECT_EQ(logits(*model), logits(*make_model()));
 }
 
