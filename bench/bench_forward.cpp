@@ -157,13 +157,13 @@ DeviceWeights random_weights(Backend& backend, const ModelConfig& c, const Shard
   for (DeviceLayer& layer : w.layers) {
     layer.attn_norm = norm();
     layer.ffn_norm = norm();
-    layer.linear[static_cast<int>(Component::Q)] = matrix(Hq, C);     // (H*D, C)
-    layer.linear[static_cast<int>(Component::K)] = matrix(Hkv, C);    // (Hkv*D, C)
-    layer.linear[static_cast<int>(Component::V)] = matrix(Hkv, C);    // (Hkv*D, C)
-    layer.linear[static_cast<int>(Component::O)] = matrix(C, Hq);     // (C, H*D)
-    layer.linear[static_cast<int>(Component::Gate)] = matrix(F, C);   // (F, C)
-    layer.linear[static_cast<int>(Component::Up)] = matrix(F, C);     // (F, C)
-    layer.linear[static_cast<int>(Component::Down)] = matrix(C, F);   // (C, F)
+    layer.linear.q = matrix(Hq, C);     // (H*D, C)
+    layer.linear.k = matrix(Hkv, C);    // (Hkv*D, C)
+    layer.linear.v = matrix(Hkv, C);    // (Hkv*D, C)
+    layer.linear.o = matrix(C, Hq);     // (C, H*D)
+    layer.linear.gate = matrix(F, C);   // (F, C)
+    layer.linear.up = matrix(F, C);     // (F, C)
+    layer.linear.down = matrix(C, F);   // (C, F)
   }
   backend.synchronize();
   return w;

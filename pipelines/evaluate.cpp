@@ -2,7 +2,7 @@
 // same-top-1, Δp, FDT/SDT, multiple-choice accuracy and flips; metrics/plan_metrics.hpp).
 //
 // Plans are spread over replicas by the work queue, one plan per request. A replica applies the plan to a
-// working copy of its pristine weights (compress/operators.hpp: apply_plan, collective over its tp group only)
+// working copy of its pristine weights (compress/apply.hpp: apply_plan, collective over its tp group only)
 // and runs every perplexity chunk, prompt and multiple-choice item, spreading them over its CPU workers.
 // The coordinator compares each result with the base outputs and archives the plan (one transaction, the
 // `complete` attribute last) as soon as it arrives. Plans are identified by the hash of their canonical YAML:
@@ -14,7 +14,7 @@
 #include <set>
 
 #include "archive/sha256.hpp"
-#include "compress/operators.hpp"
+#include "compress/apply.hpp"
 #include "compress/plan.hpp"
 #include "core/errors.hpp"
 #include "core/progress.hpp"
@@ -29,7 +29,7 @@ namespace {
 
 struct ParsedPlan {
   PlanEntry entry;
-  CompressionPlan plan;
+  ValidatedPlan plan;  // for the model and this replica's tensor-parallel size
   std::string yaml;   // canonical
   std::string hash;
   std::string id;
@@ -75,12 +75,11 @@ BaseLogprobSlices load_base_logprobs(const RunArchive& archive, const EvalSet& s
 }
 
 // One plan on this replica: apply, then every chunk / prompt / item. Collective over the tp group.
-PlanOutputs evaluate_plan(ModelReplica& replica, const CompressionPlan& plan, const EvalSet& set,
+PlanOutputs evaluate_plan(ModelReplica& replica, const ValidatedPlan& plan, const EvalSet& set,
                           const std::vector<int32_t>& continuation, const BaseLogprobSlices& base,
                           const std::function<void()>& between) {
   const auto start = std::chrono::steady_clock::now();
-  LlamaModel& main_model = replica.model();
-  apply_plan(plan, replica.config(), replica.pristine(), replica.backend(), main_model.weights(), main_model.comm());
+  apply_plan(plan, replica.pristine(), replica.model());
   const int32_t bos = replica.config().bos_id;
   const int64_t prompts = static_cast<int64_t>(set.prompts.size()), n = set.continuation;
   PlanOutputs out;
@@ -154,18 +153,15 @@ std::vector<std::string> evaluate_plan_entries(StageContext& ctx, const std::vec
   const ModelConfig& model_config = ctx.replica.config();
   const ShardLayout& layout = ctx.replica.pristine().layout;
 
-  // Plans: parsed and checked against the model and this rank's tp layout on every rank.
+  // Plans: parsed and validated for the model and the replicas' tp on every rank, once.
   std::vector<ParsedPlan> plans;
   collective_step(MPI_COMM_WORLD, [&] {
     for (const PlanEntry& e : entries) {
-      ParsedPlan p;
-      p.entry = e;
-      p.plan = parse_plan(e.yaml, model_config, e.source == "inline" ? e.where : e.source);
-      validate_plan_for_layout(p.plan, model_config, layout, e.where);
-      p.yaml = plan_to_yaml(canonical_plan(p.plan));
-      p.hash = sha256_hex(p.yaml);
-      p.id = plan_id_from_hash(p.hash);
-      plans.push_back(std::move(p));
+      ValidatedPlan plan = parse_plan(e.yaml, model_config, e.source == "inline" ? e.where : e.source, topo.tp);
+      std::string yaml = plan_to_yaml(canonical_plan(plan.plan()));
+      std::string hash = sha256_hex(yaml);
+      std::string id = plan_id_from_hash(hash);
+      plans.push_back(ParsedPlan{e, std::move(plan), std::move(yaml), std::move(hash), std::move(id)});
     }
   });
 
@@ -234,10 +230,10 @@ std::vector<std::string> evaluate_plan_entries(StageContext& ctx, const std::vec
     record.run_index = ctx.run_index;
     record.replica = replica;
     record.seconds = outputs.seconds;
-    const PlanSize size = plan_size(p.plan, model_config);
+    const PlanSize size = plan_size(p.plan.plan(), model_config);
     record.sparsity = size.sparsity;
     record.parameters = size.parameters;
-    record.features = plan_features(p.plan, model_config);
+    record.features = plan_features(p.plan.plan(), model_config);
     record.per_token = ctx.config.store_per_token;
     ctx.archive.write_plan(record, set, outputs, cmp);
     ++archived;
@@ -259,9 +255,8 @@ std::vector<std::string> evaluate_plan_entries(StageContext& ctx, const std::vec
   }
   queue.finish();
   // Leave the replica as the next stage expects it: the pristine weights.
-  LlamaModel& model = ctx.replica.model();
-  apply_plan(CompressionPlan::identity(model_config.num_layers), model_config, ctx.replica.pristine(),
-             ctx.replica.backend(), model.weights(), model.comm());
+  apply_plan(validate_plan(CompressionPlan::identity(model_config.num_layers), model_config, "the identity plan", topo.tp),
+             ctx.replica.pristine(), ctx.replica.model());
   if (topo.is_coordinator() && print_table) print_plan_table(ctx.archive, plans);
   return ids;
 }

@@ -6,7 +6,6 @@
 
 #include "archive/h5.hpp"
 #include "cli/command.hpp"
-#include "compress/apply.hpp"
 #include "core/errors.hpp"
 #include "parallel/gather_logits.hpp"
 #include "parallel/world.hpp"
@@ -34,7 +33,7 @@ class LogitsCommand final : public Command {
         throw InputError(fmt::format("{}: input_ids must be 2-D [batch, seq], found {}", input_, shape_string(dims)));
     });
     ModelReplica replica(topology, replica_options(model_, exec));
-    if (!plan_.empty()) apply_plan_file(plan_, replica);  // collective; a bad plan fails every rank alike
+    if (!plan_.empty()) apply_plan_option(plan_, replica);  // collective; a bad plan fails every rank alike
     const int64_t batch = dims[0], seq = dims[1], vocab = replica.config().vocab_size;
     collective_step(MPI_COMM_WORLD, [&] {
       if (seq > replica.config().max_seq_len)

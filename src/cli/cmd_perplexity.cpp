@@ -5,7 +5,6 @@
 #include <chrono>
 
 #include "cli/command.hpp"
-#include "compress/apply.hpp"
 #include "core/errors.hpp"
 #include "metrics/corpus.hpp"
 #include "metrics/perplexity.hpp"
@@ -34,7 +33,7 @@ class PerplexityCommand final : public Command {
       chunks = chunk_stream(tokenize_corpus(tokenizer, text_), ctx_);
     });
     ModelReplica replica(topology, replica_options(model_, exec));
-    if (!plan_.empty()) apply_plan_file(plan_, replica);  // collective; a bad plan fails every rank alike
+    if (!plan_.empty()) apply_plan_option(plan_, replica);  // collective; a bad plan fails every rank alike
     collective_step(MPI_COMM_WORLD, [&] {
       if (ctx_ + 1 > replica.config().max_seq_len)
         throw InputError(fmt::format("--ctx {} + BOS exceeds the model's context {}", ctx_, replica.config().max_seq_len));

@@ -1,7 +1,11 @@
 #include "cli/command.hpp"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
+#include <chrono>
+
+#include "compress/apply.hpp"
 #include "core/enum_names.hpp"
 #include "core/errors.hpp"
 
@@ -32,6 +36,20 @@ ReplicaOptions replica_options(const std::string& model, const ExecutionOptions&
   options.backend = parse_backend(exec.backend);
   options.threads = exec.threads;
   return options;
+}
+
+void apply_plan_option(const std::string& file, ModelReplica& replica) {
+  const ValidatedPlan plan = load_replica_plan(file, replica);
+  const auto start = std::chrono::steady_clock::now();
+  apply_plan(plan, replica.pristine(), replica.model());
+  if (replica.topology().is_coordinator()) {
+    const PlanSize size = plan_size(plan.plan(), replica.config());
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    spdlog::info("applied plan: {} of {} layers removed, linear sparsity {:.4f}, {} int8 linear entries, {} parameters "
+                 "left of {} ({:.2f} s)",
+                 plan.plan().dropped_layers().size(), plan.plan().layers.size(), size.sparsity, size.linear_int8,
+                 size.parameters, replica.config().parameter_count(), seconds);
+  }
 }
 
 }  // namespace divprune

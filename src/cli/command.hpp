@@ -31,6 +31,9 @@ class Command {
 void add_execution_options(CLI::App& sub, ExecutionOptions& exec);
 BackendKind parse_backend(const std::string& name);
 ReplicaOptions replica_options(const std::string& model, const ExecutionOptions& exec);
+// --plan FILE of the commands that run a model: read and validated for the replica (collective: a bad plan fails
+// every rank alike), applied to its working copy, and its size logged by the coordinator.
+void apply_plan_option(const std::string& file, ModelReplica& replica);
 
 // Prints what `divprune info` prints (stdout).
 void print_checkpoint_info(const Checkpoint& checkpoint, const std::string& model);

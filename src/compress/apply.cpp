@@ -1,41 +1,106 @@
 #include "compress/apply.hpp"
 
-#include <spdlog/spdlog.h>
-
-#include <chrono>
+#include <optional>
+#include <span>
+#include <vector>
 
 #include "compress/operators.hpp"
+#include "core/errors.hpp"
+#include "kernels/backend.hpp"
+#include "model/llama.hpp"
 #include "parallel/replica.hpp"
 #include "parallel/topology.hpp"
 
 namespace divprune {
 
-void apply_plan(const CompressionPlan& plan, ModelReplica& replica) {
-  collective_step(MPI_COMM_WORLD, [&] {
-    validate_plan(plan, replica.config(), "compression plan");
-    validate_plan_for_layout(plan, replica.config(), replica.pristine().layout, "compression plan");
-  });
-  const auto start = std::chrono::steady_clock::now();
-  LlamaModel& model = replica.model();
-  apply_plan(plan, replica.config(), replica.pristine(), replica.backend(), model.weights(), model.comm());
-  if (replica.topology().is_coordinator()) {
-    const PlanSize size = plan_size(plan, replica.config());
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    spdlog::info("applied plan: {} of {} layers removed, linear sparsity {:.4f}, {} int8 linear entries, {} parameters "
-                 "left of {} ({:.2f} s)",
-                 plan.dropped_layers().size(), plan.layers.size(), size.sparsity, size.linear_int8, size.parameters,
-                 replica.config().parameter_count(), seconds);
+namespace {
+
+// Head and channel rankings of one layer, computed on first use (collective, so every rank of the group
+// reaches the same first use: the plan is the same on every rank).
+struct LayerRankings {
+  std::optional<std::vector<int64_t>> heads, channels;
+};
+
+// What the validation guaranteed for the model at hand; a mismatch is a bug of the caller, not a bad input.
+void expect_validated_for(const ValidatedPlan& plan, const ModelConfig& config, const ShardLayout& layout) {
+  EXPECTS(static_cast<int64_t>(plan.plan().layers.size()) == config.num_layers,
+          "the plan was validated for a model with another layer count");
+  EXPECTS(plan.tp() == layout.shard.size, "the plan was validated for another tensor-parallel size");
+}
+
+HostMatrix compress_with(const CompressionPlan& plan, const ModelConfig& config, const HostWeights& pristine,
+                         int64_t l, Component c, Communicator& comm, LayerRankings& rankings) {
+  const HostLayer& layer = pristine.layers[static_cast<size_t>(l)];
+  HostMatrix m = layer.linear[c];
+  const ComponentPlan& cp = plan.at(l, c);
+  if (cp.is_identity()) return m;
+  const ShardGeometry g = shard_geometry(c, config, pristine.layout);
+  if (cp.prune && cp.prune->sparsity > 0.0) {
+    const double s = cp.prune->sparsity;
+    switch (cp.prune->method) {
+      case PruneMethod::Magnitude: prune_magnitude(m, g, s, comm); break;
+      case PruneMethod::MagnitudeRow: prune_magnitude_rows(m, g, s, comm); break;
+      case PruneMethod::TwoFour: prune_two_four(m, g); break;
+      case PruneMethod::Heads: {
+        if (!rankings.heads) rankings.heads = rank_kv_heads(layer, config, pristine.layout, comm);
+        const int64_t count = pruned_kv_heads(s, config);
+        zero_kv_heads(m, c, std::span<const int64_t>(rankings.heads->data(), static_cast<size_t>(count)), config,
+                      pristine.layout);
+        break;
+      }
+      case PruneMethod::Channels: {
+        if (!rankings.channels) rankings.channels = rank_channels(layer, config, pristine.layout, comm);
+        const int64_t count = pruned_channels(s, config);
+        zero_channels(m, c, std::span<const int64_t>(rankings.channels->data(), static_cast<size_t>(count)),
+                      pristine.layout);
+        break;
+      }
+    }
+  }
+  if (cp.quant == QuantMethod::Int8) quantize_int8_rows(m, g, comm);
+  return m;
+}
+
+}  // namespace
+
+HostMatrix compress_linear(const ValidatedPlan& plan, const ModelConfig& config, const HostWeights& pristine,
+                           int64_t layer, Component component, Communicator& comm) {
+  expect_validated_for(plan, config, pristine.layout);
+  LayerRankings rankings;
+  return compress_with(plan.plan(), config, pristine, layer, component, comm, rankings);
+}
+
+void apply_plan(const ValidatedPlan& validated, const HostWeights& pristine, LlamaModel& model) {
+  const ModelConfig& config = model.config();
+  const CompressionPlan& plan = validated.plan();
+  expect_validated_for(validated, config, pristine.layout);
+  DeviceWeights& weights = model.weights();
+  EXPECTS(weights.layers.size() == pristine.layers.size() &&
+              static_cast<int64_t>(pristine.layers.size()) == config.num_layers,
+          "working copy, pristine weights and config disagree on the layer count");
+  EXPECTS(model.layout().shard.rank == pristine.layout.shard.rank && model.layout().shard.size == pristine.layout.shard.size,
+          "the pristine weights are another shard than the model's");
+  for (int64_t l = 0; l < config.num_layers; ++l) {
+    const LayerPlan& lp = plan.layers[static_cast<size_t>(l)];
+    DeviceLayer& dev = weights.layers[static_cast<size_t>(l)];
+    dev.removed = lp.removed;
+    LayerRankings rankings;
+    for (Component c : kAllComponents) {
+      const HostMatrix& original = pristine.layers[static_cast<size_t>(l)].linear[c];
+      if (lp.removed || plan.at(l, c).is_identity()) {
+        upload_linear(model.backend(), original, dev.linear[c]);
+      } else {
+        upload_linear(model.backend(), compress_with(plan, config, pristine, l, c, model.comm(), rankings),
+                      dev.linear[c]);
+      }
+    }
   }
 }
 
-CompressionPlan apply_plan_file(const std::filesystem::path& plan_yaml, ModelReplica& replica) {
-  CompressionPlan plan;
-  collective_step(MPI_COMM_WORLD, [&] {
-    plan = load_plan(plan_yaml, replica.config());
-    validate_plan_for_layout(plan, replica.config(), replica.pristine().layout, plan_yaml.string());
-  });
-  apply_plan(plan, replica);
-  return plan;
+ValidatedPlan load_replica_plan(const std::filesystem::path& file, const ModelReplica& replica) {
+  std::optional<ValidatedPlan> plan;
+  collective_step(MPI_COMM_WORLD, [&] { plan = load_plan(file, replica.config(), replica.pristine().layout.shard.size); });
+  return std::move(*plan);
 }
 
 }  // namespace divprune

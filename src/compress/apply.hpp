@@ -1,20 +1,39 @@
 #pragma once
-// The hook the CLI commands (divprune logits / perplexity --plan FILE) call after building their replica.
+// A plan applied: the compressed local shard of one projection, and the working copy of a whole model
+// (DESIGN: "pristine weights stay"). Only validated plans are applied (compress/plan.hpp: ValidatedPlan): a
+// plan is checked once, where it enters the program, so applying it has nothing left to reject and cannot fail
+// on one rank of a group while the others wait in a collective.
+//
+// Every function taking a Communicator (or a model, whose comm() is its tensor-parallel group) is collective
+// over that group only: all ranks of the group call it with the same plan, in the same order, and other
+// replicas may apply other plans at the same time.
+#include <cstdint>
 #include <filesystem>
 
 #include "compress/plan.hpp"
+#include "model/weights.hpp"
+#include "parallel/communicator.hpp"
 
 namespace divprune {
 
+class LlamaModel;
 class ModelReplica;
 
-// Reads `plan_yaml`, checks it against the replica's model and tensor-parallel layout, and builds the working
-// copy of the plan from the pristine weights (compress/operators.hpp: apply_plan). Collective over
-// MPI_COMM_WORLD: every rank calls it with the same file; a bad plan makes every rank throw the same
-// CollectiveError (exit code 2). Logs the plan's size on the coordinator. Returns the plan.
-CompressionPlan apply_plan_file(const std::filesystem::path& plan_yaml, ModelReplica& replica);
+// The compressed local shard of one projection under `plan` (a copy of the pristine one when the plan leaves
+// it untouched). Operators: compress/operators.hpp.
+HostMatrix compress_linear(const ValidatedPlan& plan, const ModelConfig& config, const HostWeights& pristine,
+                           int64_t layer, Component component, Communicator& comm);
 
-// Same with a plan already in memory (validated here, collectively).
-void apply_plan(const CompressionPlan& plan, ModelReplica& replica);
+// Builds `model`'s working copy of `plan` from `pristine`, this rank's shard of the uncompressed weights: every
+// linear projection of every layer is re-uploaded, from its compressed values or from the pristine ones, and
+// DeviceLayer::removed is set, so applying plan A then plan B leaves exactly what applying B to freshly uploaded
+// weights leaves. Norms and embeddings are never compressed and are left as they are. The plan must have been
+// validated for the model's config and tensor-parallel size (a precondition, not an input check).
+void apply_plan(const ValidatedPlan& plan, const HostWeights& pristine, LlamaModel& model);
+
+// A plan file for `replica` (divprune logits / perplexity --plan FILE), read and validated for the replica's
+// model and tensor-parallel size. Collective over MPI_COMM_WORLD: every rank calls it with the same file; a bad
+// plan makes every rank throw the same CollectiveError (exit code 2) naming the file.
+ValidatedPlan load_replica_plan(const std::filesystem::path& file, const ModelReplica& replica);
 
 }  // namespace divprune

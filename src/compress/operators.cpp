@@ -7,7 +7,6 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
-#include <optional>
 
 #include "core/errors.hpp"
 
@@ -271,10 +270,10 @@ std::vector<int64_t> rank_kv_heads(const HostLayer& layer, const ModelConfig& co
                                    Communicator& comm) {
   const int64_t D = config.head_dim, group = config.num_heads / config.num_kv_heads;
   std::vector<double> score(static_cast<size_t>(config.num_kv_heads), 0.0);
-  const HostMatrix& q = layer.linear[static_cast<int>(Component::Q)];
-  const HostMatrix& k = layer.linear[static_cast<int>(Component::K)];
-  const HostMatrix& v = layer.linear[static_cast<int>(Component::V)];
-  const HostMatrix& o = layer.linear[static_cast<int>(Component::O)];
+  const HostMatrix& q = layer.linear.q;
+  const HostMatrix& k = layer.linear.k;
+  const HostMatrix& v = layer.linear.v;
+  const HostMatrix& o = layer.linear.o;
   const int64_t first = layout.kv_rows.begin / D;  // global index of the first local KV head
   for (int64_t h = 0; h < layout.kv_heads; ++h) {
     double s = 0.0;
@@ -289,9 +288,9 @@ std::vector<int64_t> rank_kv_heads(const HostLayer& layer, const ModelConfig& co
 std::vector<int64_t> rank_channels(const HostLayer& layer, const ModelConfig& config, const ShardLayout& layout,
                                    Communicator& comm) {
   std::vector<double> score(static_cast<size_t>(config.intermediate_size), 0.0);
-  const HostMatrix& gate = layer.linear[static_cast<int>(Component::Gate)];
-  const HostMatrix& up = layer.linear[static_cast<int>(Component::Up)];
-  const HostMatrix& down = layer.linear[static_cast<int>(Component::Down)];
+  const HostMatrix& gate = layer.linear.gate;
+  const HostMatrix& up = layer.linear.up;
+  const HostMatrix& down = layer.linear.down;
   for (int64_t f = 0; f < layout.ffn_rows.size(); ++f)
     score[static_cast<size_t>(layout.ffn_rows.begin + f)] = row_squares(gate, f) + row_squares(up, f) + column_squares(down, f);
   comm.allreduce_sum(std::span<double>(score));
@@ -326,80 +325,6 @@ void zero_channels(HostMatrix& m, Component c, std::span<const int64_t> channels
       for (int64_t i = 0; i < m.rows; ++i) m.data[static_cast<size_t>(i * m.cols + lf)] = 0.0f;
     } else {
       std::fill_n(m.data.begin() + lf * m.cols, m.cols, 0.0f);
-    }
-  }
-}
-
-namespace {
-
-// Head and channel rankings of one layer, computed on first use (collective, so every rank of the group
-// reaches the same first use: the plan is the same on every rank).
-struct LayerRankings {
-  std::optional<std::vector<int64_t>> heads, channels;
-};
-
-HostMatrix compress_with(const CompressionPlan& plan, const ModelConfig& config, const HostWeights& pristine,
-                         int64_t l, Component c, Communicator& comm, LayerRankings& rankings) {
-  const HostLayer& layer = pristine.layers[static_cast<size_t>(l)];
-  HostMatrix m = layer.linear[static_cast<int>(c)];
-  const ComponentPlan& cp = plan.at(l, c);
-  if (cp.is_identity()) return m;
-  const ShardGeometry g = shard_geometry(c, config, pristine.layout);
-  if (cp.prune && cp.prune->sparsity > 0.0) {
-    const double s = cp.prune->sparsity;
-    switch (cp.prune->method) {
-      case PruneMethod::Magnitude: prune_magnitude(m, g, s, comm); break;
-      case PruneMethod::MagnitudeRow: prune_magnitude_rows(m, g, s, comm); break;
-      case PruneMethod::TwoFour: prune_two_four(m, g); break;
-      case PruneMethod::Heads: {
-        if (!rankings.heads) rankings.heads = rank_kv_heads(layer, config, pristine.layout, comm);
-        const int64_t count = pruned_kv_heads(s, config);
-        zero_kv_heads(m, c, std::span<const int64_t>(rankings.heads->data(), static_cast<size_t>(count)), config,
-                      pristine.layout);
-        break;
-      }
-      case PruneMethod::Channels: {
-        if (!rankings.channels) rankings.channels = rank_channels(layer, config, pristine.layout, comm);
-        const int64_t count = pruned_channels(s, config);
-        zero_channels(m, c, std::span<const int64_t>(rankings.channels->data(), static_cast<size_t>(count)),
-                      pristine.layout);
-        break;
-      }
-    }
-  }
-  if (cp.quant == QuantMethod::Int8) quantize_int8_rows(m, g, comm);
-  return m;
-}
-
-}  // namespace
-
-HostMatrix compress_linear(const CompressionPlan& plan, const ModelConfig& config, const HostWeights& pristine,
-                           int64_t layer, Component component, Communicator& comm) {
-  LayerRankings rankings;
-  return compress_with(plan, config, pristine, layer, component, comm, rankings);
-}
-
-void apply_plan(const CompressionPlan& plan, const ModelConfig& config, const HostWeights& pristine, Backend& backend,
-                DeviceWeights& weights, Communicator& comm) {
-  // Checks first: they depend only on the plan, the config and the layout, so every rank fails alike.
-  validate_plan(plan, config, "compression plan");
-  validate_plan_for_layout(plan, config, pristine.layout, "compression plan");
-  EXPECTS(weights.layers.size() == pristine.layers.size() &&
-              static_cast<int64_t>(pristine.layers.size()) == config.num_layers,
-          "working copy, pristine weights and config disagree on the layer count");
-  for (int64_t l = 0; l < config.num_layers; ++l) {
-    const LayerPlan& lp = plan.layers[static_cast<size_t>(l)];
-    DeviceLayer& dev = weights.layers[static_cast<size_t>(l)];
-    dev.removed = lp.removed;
-    LayerRankings rankings;
-    for (Component c : kAllComponents) {
-      Tensor& target = dev.linear[static_cast<int>(c)];
-      const HostMatrix& original = pristine.layers[static_cast<size_t>(l)].linear[static_cast<int>(c)];
-      if (lp.removed || lp.components[static_cast<int>(c)].is_identity()) {
-        upload_linear(backend, original, target);
-      } else {
-        upload_linear(backend, compress_with(plan, config, pristine, l, c, comm, rankings), target);
-      }
     }
   }
 }

@@ -1,6 +1,6 @@
 #pragma once
-// The compression operators, applied to a rank's shard of the pristine fp32 weights, and apply_plan, which
-// builds the working copy of a plan from them (DESIGN: "pristine weights stay").
+// The compression operators, applied to a rank's shard of the pristine fp32 weights (compress/apply.hpp builds
+// the working copy of a plan from them).
 //
 // Exact definitions (weights are [out, in] matrices; indices are those of the full, unsharded matrix):
 //   magnitude      zero exactly round(s·n) entries of smallest |w| of the matrix; ties: lower flat index
@@ -28,7 +28,7 @@
 //     across ranks and use the same select per row (8-bit digits, one histogram per row).
 //   - int8 scale of row-parallel o/down: all-reduce max over the row pieces.
 //   - 2:4 groups never straddle shards: the plan is rejected when tp leaves a column count per shard that is
-//     not a multiple of 4 (validate_plan_for_layout); groups are then local.
+//     not a multiple of 4 (compress/plan.hpp: validate_plan for that tp); groups are then local.
 //   - heads/channels scores are local (a KV head with its query heads, or a channel, lives on one rank) and are
 //     combined with an all-reduce sum of zero-padded vectors (exact).
 // Every function taking a Communicator is collective over it: all ranks of the group call it with the same
@@ -38,7 +38,6 @@
 #include <vector>
 
 #include "compress/plan.hpp"
-#include "kernels/backend.hpp"
 #include "model/config.hpp"
 #include "model/weights.hpp"
 #include "parallel/communicator.hpp"
@@ -70,17 +69,5 @@ void zero_kv_heads(HostMatrix& m, Component component, std::span<const int64_t> 
                    const ShardLayout& layout);
 // Zeroes the gate/up rows or down columns of the given global channels.
 void zero_channels(HostMatrix& m, Component component, std::span<const int64_t> channels, const ShardLayout& layout);
-
-// The compressed local shard of one projection under `plan` (a copy of the pristine one when the plan leaves
-// it untouched). Collective.
-HostMatrix compress_linear(const CompressionPlan& plan, const ModelConfig& config, const HostWeights& pristine,
-                           int64_t layer, Component component, Communicator& comm);
-
-// Builds the working copy of `plan`: every linear projection of every layer is re-uploaded, from its compressed
-// values or from the pristine ones, and DeviceLayer::removed is set, so applying plan A then plan B leaves
-// exactly what applying B to freshly uploaded weights leaves. Norms and embeddings are never compressed and
-// are left as they are. Validates the plan (InputError) before any collective. Collective.
-void apply_plan(const CompressionPlan& plan, const ModelConfig& config, const HostWeights& pristine, Backend& backend,
-                DeviceWeights& weights, Communicator& comm);
 
 }  // namespace divprune

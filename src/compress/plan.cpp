@@ -137,7 +137,9 @@ bool CompressionPlan::is_identity() const {
 
 // ---- YAML ----
 
-CompressionPlan parse_plan(const std::string& yaml_text, const ModelConfig& config, const std::string& source) {
+namespace {
+// The plan a YAML text describes, before validation.
+CompressionPlan read_plan(const std::string& yaml_text, const ModelConfig& config, const std::string& source) {
   const ConfigNode root = ConfigNode::parse(yaml_text, source);
   const int64_t L = config.num_layers;
   CompressionPlan plan = CompressionPlan::identity(L);
@@ -207,16 +209,20 @@ CompressionPlan parse_plan(const std::string& yaml_text, const ModelConfig& conf
         }
     }
   }
-  validate_plan(plan, config, source);
   return plan;
 }
+}  // namespace
 
-CompressionPlan load_plan(const std::filesystem::path& file, const ModelConfig& config) {
+ValidatedPlan parse_plan(const std::string& yaml_text, const ModelConfig& config, const std::string& source, int tp) {
+  return validate_plan(read_plan(yaml_text, config, source), config, source, tp);
+}
+
+ValidatedPlan load_plan(const std::filesystem::path& file, const ModelConfig& config, int tp) {
   std::ifstream in(file);
   if (!in) throw InputError(fmt::format("{}: cannot open the plan file", file.string()));
   std::stringstream text;
   text << in.rdbuf();
-  return parse_plan(text.str(), config, file.string());
+  return parse_plan(text.str(), config, file.string(), tp);
 }
 
 std::string plan_to_yaml(const CompressionPlan& plan) {
@@ -284,22 +290,12 @@ void save_plan(const CompressionPlan& plan, const std::filesystem::path& file) {
   if (!out) throw InputError(fmt::format("{}: writing the plan failed", file.string()));
 }
 
-void validate_plan(const CompressionPlan& plan, const ModelConfig& config, const std::string& source) {
-  const int64_t L = config.num_layers;
-  if (static_cast<int64_t>(plan.layers.size()) != L)
-    throw InputError(fmt::format("{}: the plan describes {} layers, the model ({}) has {}", source, plan.layers.size(),
-                                 config.source, L));
-  if (static_cast<int64_t>(plan.dropped_layers().size()) == L)
-    throw InputError(fmt::format("{}: drop_layers removes all {} layers of the model; at least one must remain", source, L));
-  for (int64_t l = 0; l < L; ++l)
-    for (Component c : kAllComponents) {
-      const ComponentPlan& cp = plan.at(l, c);
-      if (cp.prune) check_prune(*cp.prune, c, config, fmt::format("{}: layer {} {}", source, l, component_name(c)));
-    }
-}
+namespace {
 
-void validate_plan_for_layout(const CompressionPlan& plan, const ModelConfig& config, const ShardLayout& layout,
-                              const std::string& source) {
+// What depends on the tensor-parallel cut: 2:4 groups on row-parallel o/down must not straddle shards, so
+// their local column count must be a multiple of 4.
+void check_two_four_shards(const CompressionPlan& plan, const ModelConfig& config, const ShardLayout& layout,
+                           const std::string& source) {
   for (int64_t l = 0; l < config.num_layers; ++l) {
     if (plan.layers[static_cast<size_t>(l)].removed) continue;
     for (Component c : {Component::O, Component::Down}) {
@@ -312,6 +308,25 @@ void validate_plan_for_layout(const CompressionPlan& plan, const ModelConfig& co
                                      source, l, component_name(c), layout.shard.size, local));
     }
   }
+}
+
+}  // namespace
+
+ValidatedPlan validate_plan(CompressionPlan plan, const ModelConfig& config, const std::string& source, int tp) {
+  const int64_t L = config.num_layers;
+  if (static_cast<int64_t>(plan.layers.size()) != L)
+    throw InputError(fmt::format("{}: the plan describes {} layers, the model ({}) has {}", source, plan.layers.size(),
+                                 config.source, L));
+  if (static_cast<int64_t>(plan.dropped_layers().size()) == L)
+    throw InputError(fmt::format("{}: drop_layers removes all {} layers of the model; at least one must remain", source, L));
+  for (int64_t l = 0; l < L; ++l)
+    for (Component c : kAllComponents) {
+      const ComponentPlan& cp = plan.at(l, c);
+      if (cp.prune) check_prune(*cp.prune, c, config, fmt::format("{}: layer {} {}", source, l, component_name(c)));
+    }
+  EXPECTS(tp >= 1, "a tensor-parallel size is at least 1");
+  if (tp > 1) check_two_four_shards(plan, config, make_shard_layout(config, TpShard{0, tp}), source);
+  return ValidatedPlan(std::move(plan), tp);
 }
 
 // ---- Counting ----

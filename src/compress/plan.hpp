@@ -30,6 +30,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/enum_names.hpp"
@@ -94,22 +95,39 @@ struct CompressionPlan {
   bool operator==(const CompressionPlan&) const = default;
 };
 
+// ---- Validation ----------------------------------------------------------------------------------------------
+// A plan checked against a model and a tensor-parallel size: the only form that compress/apply.hpp applies.
+// It is made only where a plan enters the program, by parse_plan / load_plan (a file or a configuration key) or
+// validate_plan (a plan built in code), so every check runs once, there, with messages naming that source.
+class ValidatedPlan {
+ public:
+  const CompressionPlan& plan() const { return plan_; }
+  // The tensor-parallel size whose shards the plan was checked against. Every rank's shard has the same size
+  // (parallel/shard.hpp), so the size alone decides whether 2:4 groups of row-parallel o/down stay local.
+  int tp() const { return tp_; }
+
+ private:
+  friend ValidatedPlan validate_plan(CompressionPlan plan, const ModelConfig& config, const std::string& source,
+                                     int tp);
+  ValidatedPlan(CompressionPlan plan, int tp) : plan_(std::move(plan)), tp_(tp) {}
+  CompressionPlan plan_;
+  int tp_ = 1;
+};
+
+// Checks a plan for a model of `config` cut into `tp` tensor-parallel shards: sizes, sparsities, methods vs
+// components, whole KV heads, 2:4 input dimensions divisible by 4, 2:4 groups of row-parallel o/down inside a
+// shard (tp > 1: local column count divisible by 4), at least one layer left. Throws InputError naming `source`.
+ValidatedPlan validate_plan(CompressionPlan plan, const ModelConfig& config, const std::string& source, int tp = 1);
+
 // ---- YAML ----------------------------------------------------------------------------------------------------
-// Parses and validates a plan for a model of `config`. Throws InputError naming `source` and the key
-// (e.g. "plan.yaml: components[1].prune.sparsity (line 4): 1.2 is outside [0, 1)").
-CompressionPlan parse_plan(const std::string& yaml_text, const ModelConfig& config, const std::string& source);
-CompressionPlan load_plan(const std::filesystem::path& file, const ModelConfig& config);
+// Parses and validates a plan for a model of `config` run at tensor-parallel size `tp`. Throws InputError naming
+// `source` and the key (e.g. "plan.yaml: components[1].prune.sparsity (line 4): 1.2 is outside [0, 1)").
+ValidatedPlan parse_plan(const std::string& yaml_text, const ModelConfig& config, const std::string& source,
+                         int tp = 1);
+ValidatedPlan load_plan(const std::filesystem::path& file, const ModelConfig& config, int tp = 1);
 // Canonical YAML of the form above (components grouped by identical settings; parse_plan(plan_to_yaml(p)) == p).
 std::string plan_to_yaml(const CompressionPlan& plan);
 void save_plan(const CompressionPlan& plan, const std::filesystem::path& file);
-
-// Checks a plan built in code as parse_plan checks a file: sizes, sparsities, methods vs components, whole
-// KV heads, 2:4 input dimensions divisible by 4, at least one layer left.
-void validate_plan(const CompressionPlan& plan, const ModelConfig& config, const std::string& source);
-// Checks what depends on the tensor-parallel cut: 2:4 groups on row-parallel o/down must not straddle shards,
-// so their local column count must be a multiple of 4.
-void validate_plan_for_layout(const CompressionPlan& plan, const ModelConfig& config, const ShardLayout& layout,
-                              const std::string& source);
 
 // ---- Counting ------------------------------------------------------------------------------------------------
 // Number of KV heads the heads method prunes at `sparsity` (s·Hkv, which validation requires to be whole).

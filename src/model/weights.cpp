@@ -62,14 +62,16 @@ HostWeights load_host_weights(const Checkpoint& ckpt, const ShardLayout& layout)
     const std::string prefix = fmt::format("model.layers.{}.", l);
     layer.attn_norm = read_vector(ckpt, prefix + "input_layernorm.weight", C);
     layer.ffn_norm = read_vector(ckpt, prefix + "post_attention_layernorm.weight", C);
-    auto& lin = layer.linear;
-    lin[0] = read_matrix(ckpt, component_tensor_name(l, Component::Q), {q, C}, layout.q_rows, all_c);
-    lin[1] = read_matrix(ckpt, component_tensor_name(l, Component::K), {kv, C}, layout.kv_rows, all_c);
-    lin[2] = read_matrix(ckpt, component_tensor_name(l, Component::V), {kv, C}, layout.kv_rows, all_c);
-    lin[3] = read_matrix(ckpt, component_tensor_name(l, Component::O), {C, q}, all_c, layout.q_rows);
-    lin[4] = read_matrix(ckpt, component_tensor_name(l, Component::Gate), {F, C}, layout.ffn_rows, all_c);
-    lin[5] = read_matrix(ckpt, component_tensor_name(l, Component::Up), {F, C}, layout.ffn_rows, all_c);
-    lin[6] = read_matrix(ckpt, component_tensor_name(l, Component::Down), {C, F}, all_c, layout.ffn_rows);
+    const auto read = [&](Component component, const Shape& shape, Range rows, Range cols) {
+      layer.linear[component] = read_matrix(ckpt, component_tensor_name(l, component), shape, rows, cols);
+    };
+    read(Component::Q, {q, C}, layout.q_rows, all_c);
+    read(Component::K, {kv, C}, layout.kv_rows, all_c);
+    read(Component::V, {kv, C}, layout.kv_rows, all_c);
+    read(Component::O, {C, q}, all_c, layout.q_rows);
+    read(Component::Gate, {F, C}, layout.ffn_rows, all_c);
+    read(Component::Up, {F, C}, layout.ffn_rows, all_c);
+    read(Component::Down, {C, F}, all_c, layout.ffn_rows);
   }
   return w;
 }
@@ -92,7 +94,7 @@ DeviceWeights upload_weights(Backend& backend, const HostWeights& host) {
   for (size_t l = 0; l < host.layers.size(); ++l) {
     d.layers[l].attn_norm = vector(host.layers[l].attn_norm);
     d.layers[l].ffn_norm = vector(host.layers[l].ffn_norm);
-    for (int c = 0; c < kNumComponents; ++c) d.layers[l].linear[c] = matrix(host.layers[l].linear[c]);
+    for (Component c : kAllComponents) d.layers[l].linear[c] = matrix(host.layers[l].linear[c]);
   }
   return d;
 }

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/enum_names.hpp"
@@ -42,10 +43,34 @@ struct HostMatrix {
   std::vector<float> data;
 };
 
+// The seven linear projections of a layer: by name where the code means one of them (the forward), by
+// Component where it visits all seven (loading, compression).
+template <class M>
+struct Projections {
+  M q, k, v;   // q (H*D, C), k and v (Hkv*D, C)
+  M o;         // (C, H*D)
+  M gate, up;  // (F, C)
+  M down;      // (C, F)
+
+  M& operator[](Component c) { return const_cast<M&>(std::as_const(*this)[c]); }
+  const M& operator[](Component c) const {
+    switch (c) {
+      case Component::Q: return q;
+      case Component::K: return k;
+      case Component::V: return v;
+      case Component::O: return o;
+      case Component::Gate: return gate;
+      case Component::Up: return up;
+      case Component::Down: return down;
+    }
+    return q;  // unreachable: every Component is listed
+  }
+};
+
 struct HostLayer {
-  std::vector<float> attn_norm;                        // (C) input_layernorm
-  std::vector<float> ffn_norm;                         // (C) post_attention_layernorm
-  std::array<HostMatrix, kNumComponents> linear;       // q (H*D, C) k,v (Hkv*D, C) o (C, H*D) gate,up (F, C) down (C, F)
+  std::vector<float> attn_norm;    // (C) input_layernorm
+  std::vector<float> ffn_norm;     // (C) post_attention_layernorm
+  Projections<HostMatrix> linear;  // this rank's shards
 };
 
 struct HostWeights {
@@ -62,7 +87,7 @@ HostWeights load_host_weights(const Checkpoint& checkpoint, const ShardLayout& l
 
 struct DeviceLayer {
   Tensor attn_norm, ffn_norm;
-  std::array<Tensor, kNumComponents> linear;
+  Projections<Tensor> linear;
   bool removed = false;  // LayerChop: the layer contributes nothing, the residual stream passes through
 };
 

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <numeric>
 
+#include "compress/apply.hpp"
 #include "compress/operators.hpp"
 #include "compress/plan.hpp"
 #include "core/errors.hpp"
@@ -65,7 +66,7 @@ class CompressOperators : public ::testing::Test {
     return compress_linear(parse_plan(yaml, config_, "test.yaml"), config_, pristine_, layer, c, comm_);
   }
   const HostMatrix& original(int64_t layer, Component c) const {
-    return pristine_.layers[static_cast<size_t>(layer)].linear[static_cast<int>(c)];
+    return pristine_.layers[static_cast<size_t>(layer)].linear[c];
   }
 
   static std::filesystem::path* dir_;
@@ -216,7 +217,7 @@ std::vector<int64_t> reference_head_order(const HostLayer& layer, const ModelCon
   std::vector<double> score(static_cast<size_t>(c.num_kv_heads), 0.0);
   auto sq = [](float x) { return static_cast<double>(x) * x; };
   for (int64_t g = 0; g < c.num_kv_heads; ++g) {
-    const HostMatrix &q = layer.linear[0], &k = layer.linear[1], &v = layer.linear[2], &o = layer.linear[3];
+    const HostMatrix &q = layer.linear.q, &k = layer.linear.k, &v = layer.linear.v, &o = layer.linear.o;
     for (int64_t r = g * G * D; r < (g + 1) * G * D; ++r)
       for (int64_t j = 0; j < c.hidden_size; ++j) score[g] += sq(q.data[r * q.cols + j]) + sq(o.data[j * o.cols + r]);
     for (int64_t r = g * D; r < (g + 1) * D; ++r)
@@ -260,7 +261,7 @@ TEST_F(CompressOperators, HeadPruningEqualsZeroingThoseHeadsOutputs) {
   const int64_t D = config_.head_dim, G = 2;
   for (int64_t l = 0; l < config_.num_layers; ++l) {
     const int64_t g = reference_head_order(pristine_.layers[l], config_)[0];
-    HostMatrix& o = manual.layers[l].linear[3];
+    HostMatrix& o = manual.layers[l].linear.o;
     for (int64_t i = 0; i < o.rows; ++i)
       for (int64_t r = g * G * D; r < (g + 1) * G * D; ++r) o.data[i * o.cols + r] = 0.0f;
   }
@@ -270,8 +271,7 @@ TEST_F(CompressOperators, HeadPruningEqualsZeroingThoseHeadsOutputs) {
   const std::vector<float> base = logits(*model);
   EXPECT_GT(max_abs_diff(base, expected), 1e-2);  // pruning a head matters
   for (const char* names : {"q, k, v, o", "o", "v"}) {  // zero v rows also make the head's output exactly zero
-    apply_plan(parse_plan(prune_yaml(names, "heads", 0.5), config_, "heads.yaml"), config_, pristine_, *backend_,
-               model->weights(), comm_);
+    apply_plan(parse_plan(prune_yaml(names, "heads", 0.5), config_, "heads.yaml"), pristine_, *model);
     EXPECT_LE(max_abs_diff(logits(*model), expected), 1e-5) << names;
   }
 }
@@ -283,8 +283,8 @@ TEST_F(CompressOperators, ChannelPruningZeroesGateUpRowsAndDownColumns) {
     std::vector<double> score(static_cast<size_t>(config_.intermediate_size), 0.0);
     for (int64_t f = 0; f < config_.intermediate_size; ++f)
       for (int64_t j = 0; j < config_.hidden_size; ++j) {
-        const double a = layer.linear[4].data[f * 64 + j], b = layer.linear[5].data[f * 64 + j],
-                     d = layer.linear[6].data[j * config_.intermediate_size + f];
+        const double a = layer.linear.gate.data[f * 64 + j], b = layer.linear.up.data[f * 64 + j],
+                     d = layer.linear.down.data[j * config_.intermediate_size + f];
         score[f] += a * a + b * b + d * d;
       }
     std::vector<int64_t> order(score.size());
@@ -296,8 +296,8 @@ TEST_F(CompressOperators, ChannelPruningZeroesGateUpRowsAndDownColumns) {
     const HostMatrix gate = compressed(yaml, l, Component::Gate), down = compressed(yaml, l, Component::Down);
     for (int64_t f = 0; f < config_.intermediate_size; ++f)
       for (int64_t j = 0; j < config_.hidden_size; ++j) {
-        EXPECT_EQ(gate.data[f * 64 + j], pruned[f] ? 0.0f : layer.linear[4].data[f * 64 + j]);
-        EXPECT_EQ(down.data[j * 176 + f], pruned[f] ? 0.0f : layer.linear[6].data[j * 176 + f]);
+        EXPECT_EQ(gate.data[f * 64 + j], pruned[f] ? 0.0f : layer.linear.gate.data[f * 64 + j]);
+        EXPECT_EQ(down.data[j * 176 + f], pruned[f] ? 0.0f : layer.linear.down.data[j * 176 + f]);
       }
     EXPECT_EQ(count_zeros(down.data), pruned_entries({PruneMethod::Channels, 0.25}, Component::Down, config_));
   }
@@ -311,58 +311,62 @@ TEST_F(CompressOperators, RemovingLayerEqualsTheModelWithoutThatLayer) {
     ModelConfig shorter = config_;
     shorter.num_layers -= 1;
     auto reference = make_model(without, shorter);
-    apply_plan(parse_plan(fmt::format("drop_layers: [{}]\n", i), config_, "drop.yaml"), config_, pristine_, *backend_,
-               model->weights(), comm_);
+    apply_plan(parse_plan(fmt::format("drop_layers: [{}]\n", i), config_, "drop.yaml"), pristine_, *model);
     EXPECT_EQ(logits(*model), logits(*reference)) << "layer " << i;
   }
 }
 
 TEST_F(CompressOperators, PlanAThenPlanBEqualsPlanBOnFreshWeights) {
-  const CompressionPlan a = parse_plan(R"(drop_layers: [2]
+  const ValidatedPlan a = parse_plan(R"(drop_layers: [2]
 components:
   - {layers: all, names: [q, k, v, o, gate, up, down], prune: {method: magnitude, sparsity: 0.5}, quant: int8}
   - {layers: [0], names: [k, v], prune: {method: heads, sparsity: 0.5}}
   - {layers: [1], names: [gate, up, down], prune: {method: channels, sparsity: 0.3}}
 )", config_, "a.yaml");
-  const CompressionPlan b = parse_plan(R"(drop_layers: [0]
+  const ValidatedPlan b = parse_plan(R"(drop_layers: [0]
 components:
   - {layers: [1, 2], names: [o, down], prune: {method: magnitude_row, sparsity: 0.4}}
   - {layers: [3], names: [gate, up], prune: {method: "2:4"}, quant: int8}
 )", config_, "b.yaml");
   auto reused = make_model();
-  apply_plan(a, config_, pristine_, *backend_, reused->weights(), comm_);
+  apply_plan(a, pristine_, *reused);
   const std::vector<float> after_a = logits(*reused);
-  apply_plan(b, config_, pristine_, *backend_, reused->weights(), comm_);
+  apply_plan(b, pristine_, *reused);
   auto fresh = make_model();
-  apply_plan(b, config_, pristine_, *backend_, fresh->weights(), comm_);
+  apply_plan(b, pristine_, *fresh);
   for (int64_t l = 0; l < config_.num_layers; ++l) {
     EXPECT_EQ(reused->weights().layers[l].removed, fresh->weights().layers[l].removed);
-    for (int c = 0; c < kNumComponents; ++c)
+    for (Component c : kAllComponents)
       EXPECT_EQ(download(reused->weights().layers[l].linear[c]), download(fresh->weights().layers[l].linear[c]));
   }
   EXPECT_EQ(logits(*reused), logits(*fresh));
   EXPECT_GT(max_abs_diff(after_a, logits(*fresh)), 1e-2);
   // The identity plan restores the uncompressed model, and pristine weights never changed.
-  apply_plan(CompressionPlan::identity(config_.num_layers), config_, pristine_, *backend_, reused->weights(), comm_);
+  apply_plan(validate_plan(CompressionPlan::identity(config_.num_layers), config_, "identity"), pristine_, *reused);
   EXPECT_EQ(logits(*reused), logits(*make_model()));
   const HostWeights reloaded = load_host_weights(*ckpt_, pristine_.layout);
   for (int64_t l = 0; l < config_.num_layers; ++l)
-    for (int c = 0; c < kNumComponents; ++c) EXPECT_EQ(reloaded.layers[l].linear[c].data, pristine_.layers[l].linear[c].data);
+    for (Component c : kAllComponents) EXPECT_EQ(reloaded.layers[l].linear[c].data, pristine_.layers[l].linear[c].data);
 }
 
-TEST_F(CompressOperators, ApplyRejectsInvalidPlansBeforeTouchingWeights) {
-  auto model = make_model();
+TEST_F(CompressOperators, InvalidPlansAreRejectedBeforeTheyCanBeApplied) {
+  // Only a ValidatedPlan can be applied: a bad plan built in code fails its validation, naming the source.
   CompressionPlan bad = CompressionPlan::identity(config_.num_layers);
   bad.at(0, Component::Q).prune = PruneSpec{PruneMethod::Magnitude, 1.5};
   try {
-    apply_plan(bad, config_, pristine_, *backend_, model->weights(), comm_);
+    validate_plan(bad, config_, "code");
     FAIL() << "accepted";
   } catch (const InputError& e) {
-    EXPECT_THAT(e.what(), HasSubstr("layer 0 q: sparsity 1.5 is outside [0, 1)"));
+    EXPECT_THAT(e.what(), HasSubstr("code: layer 0 q: sparsity 1.5 is outside [0, 1)"));
   }
   CompressionPlan all_removed = CompressionPlan::identity(config_.num_layers);
   for (auto& layer : all_removed.layers) layer.removed = true;
-  EXPECT_THROW(apply_plan(all_removed, config_, pristine_, *backend_, model->weights(), comm_), InputError);
+  EXPECT_THROW(validate_plan(all_removed, config_, "code"), InputError);
+  // A plan validated for another tensor-parallel size is a caller's bug: refused before touching the weights.
+  auto model = make_model();
+  const ValidatedPlan for_tp2 = parse_plan(prune_yaml("down", "2:4", 0.5), config_, "tp2.yaml", 2);
+  EXPECT_THROW(apply_plan(for_tp2, pristine_, *model), InternalError);
+  EXPECT_THROW(compress_linear(for_tp2, config_, pristine_, 0, Component::Down, comm_), InternalError);
   EXPECT_EQ(logits(*model), logits(*make_model()));
 }
 

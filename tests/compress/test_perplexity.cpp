@@ -8,7 +8,7 @@
 #include <chrono>
 #include <numeric>
 
-#include "compress/operators.hpp"
+#include "compress/apply.hpp"
 #include "compress/plan.hpp"
 #include "metrics/corpus.hpp"
 #include "metrics/perplexity.hpp"
@@ -55,7 +55,7 @@ TEST(CompressPerplexity, ReferencePlansOnTinyLlama2TrainedWikiText2) {
                                   {"two_four_mlp.yaml", 79.1376}};
   for (const Reference& ref : references) {
     const auto start = std::chrono::steady_clock::now();
-    apply_plan(load_plan(plans / ref.plan, config), config, pristine, *backend, model.weights(), comm);
+    apply_plan(load_plan(plans / ref.plan, config), pristine, model);
     const double apply_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const NllSum sum = score_chunks(workers, chunks, all, config.bos_id);
     const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

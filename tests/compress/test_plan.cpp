@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "compress/plan.hpp"
 #include "core/errors.hpp"
@@ -48,7 +51,7 @@ components:
 )";
 
 TEST(CompressPlan, ParsesTheExampleWithOverridesFieldByField) {
-  const CompressionPlan p = parse_plan(kExample, small_config(), "example.yaml");
+  const CompressionPlan p = parse_plan(kExample, small_config(), "example.yaml").plan();
   ASSERT_EQ(p.layers.size(), 4u);
   EXPECT_EQ(p.dropped_layers(), (std::vector<int64_t>{1}));
   const PruneSpec mag{PruneMethod::Magnitude, 0.5}, ch{PruneMethod::Channels, 0.25};
@@ -68,22 +71,22 @@ TEST(CompressPlan, NoneClearsAFieldAndEmptyFileIsIdentity) {
   - {layers: all, names: [q, gate], prune: {method: magnitude_row, sparsity: 0.3}, quant: int8}
   - {layers: [1], names: [q], prune: none}
   - {layers: [1], names: gate, quant: none}
-)", small_config(), "none.yaml");
+)", small_config(), "none.yaml").plan();
   EXPECT_FALSE(p.at(1, Component::Q).prune.has_value());
   EXPECT_EQ(p.at(1, Component::Q).quant, QuantMethod::Int8);
   EXPECT_EQ(p.at(1, Component::Gate).prune, (PruneSpec{PruneMethod::MagnitudeRow, 0.3}));
   EXPECT_EQ(p.at(1, Component::Gate).quant, QuantMethod::None);
-  EXPECT_TRUE(parse_plan("", small_config(), "empty.yaml").is_identity());
-  EXPECT_TRUE(parse_plan("drop_layers: []\ncomponents: []\n", small_config(), "empty.yaml").is_identity());
+  EXPECT_TRUE(parse_plan("", small_config(), "empty.yaml").plan().is_identity());
+  EXPECT_TRUE(parse_plan("drop_layers: []\ncomponents: []\n", small_config(), "empty.yaml").plan().is_identity());
 }
 
 TEST(CompressPlan, TwoFourSparsityMayBeOmitted) {
   const CompressionPlan p =
-      parse_plan("components:\n  - {layers: all, names: [up], prune: {method: \"2:4\"}}\n", small_config(), "24.yaml");
+      parse_plan("components:\n  - {layers: all, names: [up], prune: {method: \"2:4\"}}\n", small_config(), "24.yaml").plan();
   EXPECT_EQ(p.at(0, Component::Up).prune, (PruneSpec{PruneMethod::TwoFour, 0.5}));
   // Unquoted 2:4 is read as the string "2:4" too.
   EXPECT_EQ(parse_plan("components:\n  - {layers: all, names: [up], prune: {method: 2:4, sparsity: 0.5}}\n",
-                       small_config(), "24.yaml"),
+                       small_config(), "24.yaml").plan(),
             p);
 }
 
@@ -117,22 +120,22 @@ TEST(CompressPlan, WriteThenReadGivesTheSamePlan) {
   for (int i = 0; i < 200; ++i) {
     const CompressionPlan p = random_plan(rng, config);
     const std::string yaml = plan_to_yaml(p);
-    EXPECT_EQ(parse_plan(yaml, config, "written.yaml"), p) << yaml;
+    EXPECT_EQ(parse_plan(yaml, config, "written.yaml").plan(), p) << yaml;
   }
-  const CompressionPlan example = parse_plan(kExample, config, "example.yaml");
+  const CompressionPlan example = parse_plan(kExample, config, "example.yaml").plan();
   const std::string yaml = plan_to_yaml(example);
   EXPECT_THAT(yaml, HasSubstr("drop_layers: [1]"));
   EXPECT_THAT(yaml, HasSubstr("{layers: [1, 3], names: [q, k, v, o, gate, up, down], prune: {method: magnitude, sparsity: 0.5}}"));
-  EXPECT_EQ(parse_plan(yaml, config, "example.yaml"), example);
+  EXPECT_EQ(parse_plan(yaml, config, "example.yaml").plan(), example);
 }
 
 TEST(CompressPlan, SaveAndLoad) {
   const auto dir = std::filesystem::temp_directory_path() / ("divprune-plan-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const ModelConfig config = small_config();
-  const CompressionPlan p = parse_plan(kExample, config, "example.yaml");
+  const CompressionPlan p = parse_plan(kExample, config, "example.yaml").plan();
   save_plan(p, dir / "p.yaml");
-  EXPECT_EQ(load_plan(dir / "p.yaml", config), p);
+  EXPECT_EQ(load_plan(dir / "p.yaml", config).plan(), p);
   try {
     load_plan(dir / "missing.yaml", config);
     FAIL() << "no error";
@@ -209,16 +212,26 @@ TEST(CompressPlan, TwoFourNeedsInputDimensionsAndShardsDivisibleByFour) {
   ModelConfig split = small_config();
   split.intermediate_size = 168;
   split.num_kv_heads = 4;
-  const CompressionPlan p =
-      parse_plan("components:\n  - {layers: [2], names: [down], prune: {method: \"2:4\"}}\n", split, "b.yaml");
-  EXPECT_NO_THROW(validate_plan_for_layout(p, split, make_shard_layout(split, {0, 2}), "b.yaml"));
-  try {
-    validate_plan_for_layout(p, split, make_shard_layout(split, {1, 4}), "b.yaml");
-    ADD_FAILURE() << "accepted";
-  } catch (const InputError& e) {
-    EXPECT_THAT(e.what(), HasSubstr("b.yaml: layer 2 down: 2:4 groups of 4 input columns would straddle"));
-    EXPECT_THAT(e.what(), HasSubstr("tp 4 leaves 42 columns per shard"));
+  const std::string yaml = "components:\n  - {layers: [2], names: [down], prune: {method: \"2:4\"}}\n";
+  EXPECT_EQ(parse_plan(yaml, split, "b.yaml").tp(), 1);
+  EXPECT_EQ(parse_plan(yaml, split, "b.yaml", 2).tp(), 2);  // 84 columns per shard
+  for (int tp : {1, 2}) EXPECT_NO_THROW(parse_plan(yaml, split, "b.yaml", tp));
+  const CompressionPlan p = parse_plan(yaml, split, "b.yaml").plan();
+  // The same check whether the plan comes from a file or from code.
+  for (const auto& validate : std::vector<std::function<void()>>{[&] { parse_plan(yaml, split, "b.yaml", 4); },
+                                                                  [&] { validate_plan(p, split, "b.yaml", 4); }}) {
+    try {
+      validate();
+      ADD_FAILURE() << "accepted";
+    } catch (const InputError& e) {
+      EXPECT_THAT(e.what(), HasSubstr("b.yaml: layer 2 down: 2:4 groups of 4 input columns would straddle"));
+      EXPECT_THAT(e.what(), HasSubstr("tp 4 leaves 42 columns per shard"));
+    }
   }
+  // A removed layer is never applied: its 2:4 entries do not matter.
+  CompressionPlan removed = p;
+  removed.layers[2].removed = true;
+  EXPECT_NO_THROW(validate_plan(removed, split, "code", 4));
 }
 
 TEST(CompressPlan, ValidatePlanChecksPlansBuiltInCode) {
@@ -237,7 +250,7 @@ TEST(CompressPlan, ValidatePlanChecksPlansBuiltInCode) {
 
 TEST(CompressPlan, FeatureLayoutAsDocumented) {
   const ModelConfig config = small_config();
-  const CompressionPlan p = parse_plan(kExample, config, "example.yaml");
+  const CompressionPlan p = parse_plan(kExample, config, "example.yaml").plan();
   const std::vector<float> f = plan_features(p, config);
   const std::vector<std::string> names = plan_feature_names(config);
   ASSERT_EQ(f.size(), 4u * 50u);
@@ -293,7 +306,7 @@ TEST(CompressPlan, SizesCountExactlyWhatTheOperatorsZero) {
   EXPECT_EQ(base.parameters, config.parameter_count());
   EXPECT_EQ(base.sparsity, 0.0);
 
-  const CompressionPlan p = parse_plan(kExample, config, "example.yaml");
+  const CompressionPlan p = parse_plan(kExample, config, "example.yaml").plan();
   const PlanSize s = plan_size(p, config);
   // layers 0, 2: magnitude 0.5 on attention, channels 0.25 on the MLP; layer 1 removed; layer 3 magnitude 0.5.
   const int64_t attn = 64 * 64 * 2 + 2 * 64 * 32, mlp = 3 * 64 * 176;
@@ -315,12 +328,12 @@ TEST(CompressPlan, ShippedPlansParse) {
     EXPECT_NO_THROW(load_plan(entry.path(), config)) << entry.path();
   }
   EXPECT_GE(count, 5);
-  const CompressionPlan mixed = load_plan(dir / "example_mixed.yaml", config);
+  const CompressionPlan mixed = load_plan(dir / "example_mixed.yaml", config).plan();
   EXPECT_EQ(mixed.dropped_layers(), (std::vector<int64_t>{1}));
   EXPECT_EQ(mixed.at(3, Component::K).prune, (PruneSpec{PruneMethod::Heads, 0.25}));
   EXPECT_EQ(mixed.at(5, Component::Down).prune, (PruneSpec{PruneMethod::TwoFour, 0.5}));
   EXPECT_EQ(mixed.at(5, Component::Down).quant, QuantMethod::Int8);
-  EXPECT_EQ(load_plan(dir / "drop_layer4.yaml", config).dropped_layers(), (std::vector<int64_t>{4}));
+  EXPECT_EQ(load_plan(dir / "drop_layer4.yaml", config).plan().dropped_layers(), (std::vector<int64_t>{4}));
 }
 
 }  // namespace

@@ -115,7 +115,7 @@ struct Part {
   }
   const ModelConfig& config() const { return checkpoint->config(); }
   void apply(const char* yaml) {
-    apply_plan(parse_plan(yaml, config(), "plan.yaml"), config(), pristine, *backend, model->weights(), *comm);
+    apply_plan(parse_plan(yaml, config(), "plan.yaml", topology.tp), pristine, *model);
   }
   // Full logits on the group's rank 0, empty elsewhere.
   std::vector<float> logits() {
@@ -126,7 +126,7 @@ struct Part {
     return gather_vocab_slices(*model, local, topology);
   }
   std::vector<float> download(int64_t layer, Component c) {
-    const Tensor& t = model->weights().layers[static_cast<size_t>(layer)].linear[static_cast<int>(c)];
+    const Tensor& t = model->weights().layers[static_cast<size_t>(layer)].linear[c];
     std::vector<float> host(static_cast<size_t>(t.numel()));
     backend->download(t, host);
     return host;
@@ -216,8 +216,10 @@ TEST_F(CompressTp, ApplyPlanFileOnAReplicaIsCollective) {
     options.model = ::divprune::test::assets_dir() / "tiny-llama2-mha";
     options.threads = 1;
     ModelReplica replica(topology, options);
-    const CompressionPlan plan = apply_plan_file(dir / "mixed.yaml", replica);
-    EXPECT_EQ(plan, parse_plan(kMixed, replica.config(), "mixed.yaml"));
+    const ValidatedPlan plan = load_replica_plan(dir / "mixed.yaml", replica);
+    EXPECT_EQ(plan.tp(), 2);
+    EXPECT_EQ(plan.plan(), parse_plan(kMixed, replica.config(), "mixed.yaml").plan());
+    apply_plan(plan, replica.pristine(), replica.model());
     std::vector<int32_t> ids(32);
     for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 7919 + 13) % 32000);
     KvCache cache = replica.model().make_cache(32);
@@ -227,7 +229,7 @@ TEST_F(CompressTp, ApplyPlanFileOnAReplicaIsCollective) {
       EXPECT_LE(relative_error(got, expected), 1e-5);
     }
     try {
-      apply_plan_file(dir / "bad.yaml", replica);
+      load_replica_plan(dir / "bad.yaml", replica);
       ADD_FAILURE() << "accepted on rank " << rank;
     } catch (const CollectiveError& e) {
       EXPECT_EQ(e.exit_code(), 2);

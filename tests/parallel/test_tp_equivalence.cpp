@@ -113,7 +113,7 @@ TEST(TensorParallel, ShardMemoryShrinksWithTp) {
     HostWeights w = load_host_weights(*checkpoint, make_shard_layout(checkpoint->config(), TpShard{rank, tp}));
     size_t n = w.embed.data.size() + w.lm_head.data.size();
     for (const auto& layer : w.layers)
-      for (const auto& m : layer.linear) n += m.data.size();
+      for (Component c : kAllComponents) n += layer.linear[c].data.size();
     return n;
   };
   const size_t full = count(1, 0);

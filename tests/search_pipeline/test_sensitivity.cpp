@@ -27,7 +27,7 @@ const std::string kSweep = "sensitivity:\n"
 
 // The archive id of a plan written as YAML (what evaluate would call it).
 std::string id_of(const std::string &yaml, const ModelConfig &model) {
-  const CompressionPlan plan = parse_plan(yaml, model, "test");
+  const CompressionPlan plan = parse_plan(yaml, model, "test").plan();
   return plan_id_from_hash(sha256_hex(plan_to_yaml(canonical_plan(plan))));
 }
 
