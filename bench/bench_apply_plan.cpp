@@ -17,10 +17,10 @@
 
 #include "compress/operators.hpp"
 #include "compress/plan.hpp"
+#include "core/communicator.hpp"
 #include "kernels/backend.hpp"
 #include "model/checkpoint.hpp"
 #include "model/weights.hpp"
-#include "parallel/communicator.hpp"
 
 namespace {
 

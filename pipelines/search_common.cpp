@@ -4,8 +4,8 @@
 
 #include <set>
 
-#include "archive/sha256.hpp"
 #include "core/errors.hpp"
+#include "core/sha256.hpp"
 #include "pipelines/config_section.hpp"
 #include "search/predictor_features.hpp"
 

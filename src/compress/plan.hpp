@@ -33,8 +33,8 @@
 #include <vector>
 
 #include "model/config.hpp"
+#include "model/shard.hpp"
 #include "model/weights.hpp"
-#include "parallel/shard.hpp"
 
 namespace divprune {
 

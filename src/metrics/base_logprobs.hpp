@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "parallel/shard.hpp"
+#include "model/shard.hpp"
 
 namespace divprune {
 

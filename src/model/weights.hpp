@@ -11,7 +11,7 @@
 
 #include "core/tensor.hpp"
 #include "model/checkpoint.hpp"
-#include "parallel/shard.hpp"
+#include "model/shard.hpp"
 
 namespace divprune {
 
