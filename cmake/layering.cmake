@@ -1,7 +1,7 @@
 # The layering of divprune (root CMakeLists.txt): one folder, one target; a target links only folders listed
 # before it in DIVPRUNE_LAYERS, and a folder's files include only headers of the folders its target links.
 #
-# divprune_layer_target(<folder> <out-var>): the target(s) built from a folder.
+# divprune_layer_targets(<folder> <out-var>): the target(s) built from a folder (kernels: + divprune_cuda).
 function(divprune_layer_targets folder out)
   if(folder STREQUAL "cli")
     set(targets divprune)
