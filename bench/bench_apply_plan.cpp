@@ -17,11 +17,11 @@
 
 #include "compress/apply.hpp"
 #include "compress/plan.hpp"
+#include "core/communicator.hpp"
 #include "kernels/backend.hpp"
 #include "model/checkpoint.hpp"
 #include "model/llama.hpp"
 #include "model/weights.hpp"
-#include "parallel/communicator.hpp"
 
 namespace {
 

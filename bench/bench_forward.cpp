@@ -37,15 +37,15 @@
 #include <thread>
 #include <vector>
 
+#include "core/communicator.hpp"
 #include "core/dtype.hpp"
 #include "core/errors.hpp"
 #include "kernels/backend.hpp"
-#include "metrics/vocab_stats.hpp"
 #include "model/config.hpp"
 #include "model/llama.hpp"
+#include "model/shard.hpp"
+#include "model/vocab_stats.hpp"
 #include "model/weights.hpp"
-#include "parallel/communicator.hpp"
-#include "parallel/shard.hpp"
 
 #ifdef DIVPRUNE_HAVE_CUDA
 #include <cuda_runtime.h>

@@ -9,14 +9,6 @@
 
 namespace divprune {
 
-void VocabPartials::resize(size_t n) {
-  max.assign(n, 0.0f);
-  sum_exp.assign(n, 0.0f);
-  argmax.assign(n, 0);
-  target_logit.assign(n, 0.0f);
-  has_target.assign(n, 0);
-}
-
 bool cuda_backend_available() {
 #ifdef DIVPRUNE_HAVE_CUDA
   return cuda_device_count() > 0;

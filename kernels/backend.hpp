@@ -16,14 +16,21 @@
 namespace divprune {
 
 // Per-row statistics of a local vocab slice of logits, before they are combined across tensor-parallel
-// ranks (see metrics/vocab_stats.hpp). Indices are global token ids.
+// ranks (see model/vocab_stats.hpp). Indices are global token ids.
 struct VocabPartials {
   std::vector<float> max;           // (n) max logit of the slice
   std::vector<float> sum_exp;       // (n) sum exp(logit - max) over the slice
   std::vector<int32_t> argmax;      // (n) global id of the max; ties -> lowest id
   std::vector<float> target_logit;  // (n) logit of targets[i] if it lies in this slice, else 0
   std::vector<uint8_t> has_target;  // (n) 1 if targets[i] lies in this slice
-  void resize(size_t n);
+  // Inline: the CUDA backend (divprune_cuda, linked below divprune_kernels) calls it too.
+  void resize(size_t n) {
+    max.assign(n, 0.0f);
+    sum_exp.assign(n, 0.0f);
+    argmax.assign(n, 0);
+    target_logit.assign(n, 0.0f);
+    has_target.assign(n, 0);
+  }
 };
 
 // Per-row sums of Backend::kl_partials over a local vocab slice; "stored" columns are those where the base

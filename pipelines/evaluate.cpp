@@ -13,11 +13,11 @@
 #include <chrono>
 #include <set>
 
-#include "archive/sha256.hpp"
 #include "compress/apply.hpp"
 #include "compress/plan.hpp"
 #include "core/errors.hpp"
 #include "core/progress.hpp"
+#include "core/sha256.hpp"
 #include "metrics/divergence.hpp"
 #include "metrics/eval_units.hpp"
 #include "metrics/teacher_forced.hpp"

@@ -14,7 +14,7 @@
 #include <map>
 #include <set>
 
-#include "archive/sha256.hpp"
+#include "core/sha256.hpp"
 #include "pipelines/search_common.hpp"
 
 namespace divprune {

@@ -4,7 +4,6 @@
 
 #include <set>
 
-#include "archive/sha256.hpp"
 #include "core/errors.hpp"
 #include "search/predictor_features.hpp"
 

@@ -12,16 +12,14 @@
 namespace divprune {
 
 NcclCommunicator::NcclCommunicator(MPI_Comm comm, int device_index, void* stream)
-    : comm_(comm), device_(device_index), stream_(stream) {
-  CHECK_MPI(MPI_Comm_rank(comm_, &rank_));
-  CHECK_MPI(MPI_Comm_size(comm_, &size_));
+    : MpiCommunicator(comm), device_(device_index), stream_(stream) {
   // NCCL binds the communicator to the current device, so the device must be selected before init.
   CHECK_CUDA(cudaSetDevice(device_));
   ncclUniqueId id;
-  if (rank_ == 0) CHECK_NCCL(ncclGetUniqueId(&id));
-  CHECK_MPI(MPI_Bcast(&id, static_cast<int>(sizeof(id)), MPI_BYTE, 0, comm_));
+  if (rank() == 0) CHECK_NCCL(ncclGetUniqueId(&id));
+  CHECK_MPI(MPI_Bcast(&id, static_cast<int>(sizeof(id)), MPI_BYTE, 0, comm));
   ncclComm_t nccl = nullptr;
-  CHECK_NCCL(ncclCommInitRank(&nccl, size_, id, rank_));
+  CHECK_NCCL(ncclCommInitRank(&nccl, size(), id, rank()));
   nccl_ = nccl;
 }
 
@@ -37,41 +35,12 @@ void NcclCommunicator::allreduce_sum(Tensor& tensor) {
   EXPECTS(tensor.device() == Device::Cuda && (tensor.dtype() == DType::BF16 || tensor.dtype() == DType::F32),
           "NCCL communicator reduces bfloat16 or float32 CUDA tensors, got " +
               std::string(dtype_name(tensor.dtype())) + (tensor.device() == Device::Cuda ? " on cuda" : " on cpu"));
-  if (size_ == 1 || tensor.numel() == 0) return;
+  if (size() == 1 || tensor.numel() == 0) return;
   CHECK_CUDA(cudaSetDevice(device_));
   const ncclDataType_t type = tensor.dtype() == DType::BF16 ? ncclBfloat16 : ncclFloat32;
   const cudaStream_t stream = stream_ != nullptr ? static_cast<cudaStream_t>(stream_) : cudaStreamLegacy;
   CHECK_NCCL(ncclAllReduce(tensor.data(), tensor.data(), static_cast<size_t>(tensor.numel()), type, ncclSum, nccl_,
                            stream));
-}
-
-// The host collectives are the MpiCommunicator's (duplicated rather than shared: divprune_cuda sits below
-// divprune_lib in the link order).
-void NcclCommunicator::allreduce_sum(std::span<float> values) {
-  if (size_ == 1) return;
-  CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_FLOAT, MPI_SUM, comm_));
-}
-
-void NcclCommunicator::allreduce_sum(std::span<double> values) {
-  if (size_ == 1) return;
-  CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM, comm_));
-}
-
-void NcclCommunicator::allreduce_max(std::span<float> values) {
-  if (size_ == 1) return;
-  CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_FLOAT, MPI_MAX, comm_));
-}
-
-void NcclCommunicator::allgather(std::span<const float> send, std::span<float> recv) {
-  EXPECTS(recv.size() == send.size() * static_cast<size_t>(size_), "allgather sizes");
-  CHECK_MPI(MPI_Allgather(send.data(), static_cast<int>(send.size()), MPI_FLOAT, recv.data(),
-                          static_cast<int>(send.size()), MPI_FLOAT, comm_));
-}
-
-void NcclCommunicator::allgather(std::span<const int32_t> send, std::span<int32_t> recv) {
-  EXPECTS(recv.size() == send.size() * static_cast<size_t>(size_), "allgather sizes");
-  CHECK_MPI(MPI_Allgather(send.data(), static_cast<int>(send.size()), MPI_INT32_T, recv.data(),
-                          static_cast<int>(send.size()), MPI_INT32_T, comm_));
 }
 
 }  // namespace divprune

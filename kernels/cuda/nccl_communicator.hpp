@@ -3,16 +3,19 @@
 // projections and the vocab-parallel embedding), MPI for the small host arrays that combine per-row vocab
 // statistics. One rank per GPU; the NCCL communicator spans the same ranks as the MPI one it is built from.
 //
+// It is an MpiCommunicator (core/mpi_communicator.hpp) whose device-tensor all-reduce goes through NCCL: the
+// host collectives, rank and size are inherited, so they exist once.
+//
 // Plain C++ header (no CUDA or NCCL headers). Only built with CUDA: guard includes with DIVPRUNE_HAVE_CUDA.
 #include <mpi.h>
 
-#include "parallel/communicator.hpp"
+#include "core/mpi_communicator.hpp"
 
 struct ncclComm;  // nccl.h: typedef struct ncclComm* ncclComm_t
 
 namespace divprune {
 
-class NcclCommunicator final : public Communicator {
+class NcclCommunicator final : public MpiCommunicator {
  public:
   // Collective over `comm` (every rank of it must construct one at the same time): rank 0 creates the NCCL
   // id and broadcasts it over MPI. `device_index` is this rank's GPU, the one its backend uses.
@@ -26,20 +29,12 @@ class NcclCommunicator final : public Communicator {
   NcclCommunicator(const NcclCommunicator&) = delete;
   NcclCommunicator& operator=(const NcclCommunicator&) = delete;
 
-  int rank() const override { return rank_; }
-  int size() const override { return size_; }
   // In place, on bfloat16 or float32 CUDA tensors; asynchronous on the stream (see the constructor).
   void allreduce_sum(Tensor& tensor) override;
-  void allreduce_sum(std::span<float> values) override;
-  void allreduce_sum(std::span<double> values) override;
-  void allreduce_max(std::span<float> values) override;
-  void allgather(std::span<const float> send, std::span<float> recv) override;
-  void allgather(std::span<const int32_t> send, std::span<int32_t> recv) override;
+  // The host-array overloads of allreduce_sum stay MpiCommunicator's (not hidden by the override above).
+  using MpiCommunicator::allreduce_sum;
 
  private:
-  MPI_Comm comm_;
-  int rank_ = 0;
-  int size_ = 1;
   int device_ = 0;
   void* stream_ = nullptr;  // cudaStream_t
   ncclComm* nccl_ = nullptr;

@@ -6,9 +6,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "archive/sha256.hpp"
 #include "core/dtype.hpp"
 #include "core/errors.hpp"
+#include "core/sha256.hpp"
 
 namespace divprune {
 

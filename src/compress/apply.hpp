@@ -12,7 +12,7 @@
 
 #include "compress/plan.hpp"
 #include "model/weights.hpp"
-#include "parallel/communicator.hpp"
+#include "core/communicator.hpp"
 
 namespace divprune {
 

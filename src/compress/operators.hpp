@@ -38,9 +38,10 @@
 #include <vector>
 
 #include "compress/plan.hpp"
+#include "core/communicator.hpp"
+#include "kernels/backend.hpp"
 #include "model/config.hpp"
 #include "model/weights.hpp"
-#include "parallel/communicator.hpp"
 
 namespace divprune {
 

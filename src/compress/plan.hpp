@@ -35,8 +35,8 @@
 
 #include "core/enum_names.hpp"
 #include "model/config.hpp"
+#include "model/shard.hpp"
 #include "model/weights.hpp"
-#include "parallel/shard.hpp"
 
 namespace divprune {
 
@@ -103,7 +103,7 @@ class ValidatedPlan {
  public:
   const CompressionPlan& plan() const { return plan_; }
   // The tensor-parallel size whose shards the plan was checked against. Every rank's shard has the same size
-  // (parallel/shard.hpp), so the size alone decides whether 2:4 groups of row-parallel o/down stay local.
+  // (model/shard.hpp), so the size alone decides whether 2:4 groups of row-parallel o/down stay local.
   int tp() const { return tp_; }
 
  private:

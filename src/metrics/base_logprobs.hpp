@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "core/enum_names.hpp"
-#include "parallel/shard.hpp"
+#include "model/shard.hpp"
 
 namespace divprune {
 

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "core/communicator.hpp"
 #include "kernels/backend.hpp"
-#include "parallel/communicator.hpp"
 
 namespace divprune {
 

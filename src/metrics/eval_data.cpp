@@ -7,8 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "archive/sha256.hpp"
 #include "core/errors.hpp"
+#include "core/sha256.hpp"
 #include "metrics/corpus.hpp"
 
 namespace divprune {

@@ -5,8 +5,8 @@
 #include <span>
 #include <vector>
 
-#include "metrics/vocab_stats.hpp"
 #include "model/llama.hpp"
+#include "model/vocab_stats.hpp"
 
 namespace divprune {
 

@@ -10,7 +10,7 @@
 
 #include "core/tensor.hpp"
 #include "model/config.hpp"
-#include "parallel/shard.hpp"
+#include "model/shard.hpp"
 
 namespace divprune {
 

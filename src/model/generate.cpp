@@ -3,7 +3,7 @@
 #include <fmt/format.h>
 
 #include "core/errors.hpp"
-#include "metrics/vocab_stats.hpp"
+#include "model/vocab_stats.hpp"
 
 namespace divprune {
 

@@ -8,11 +8,11 @@
 #include <span>
 #include <vector>
 
+#include "core/communicator.hpp"
 #include "kernels/backend.hpp"
 #include "model/config.hpp"
+#include "model/shard.hpp"
 #include "model/weights.hpp"
-#include "parallel/communicator.hpp"
-#include "parallel/shard.hpp"
 
 namespace divprune {
 

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <limits>
 
-#include "metrics/vocab_stats.hpp"
+#include "model/vocab_stats.hpp"
 
 namespace divprune {
 

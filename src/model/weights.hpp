@@ -13,7 +13,7 @@
 #include "core/enum_names.hpp"
 #include "core/tensor.hpp"
 #include "model/checkpoint.hpp"
-#include "parallel/shard.hpp"
+#include "model/shard.hpp"
 
 namespace divprune {
 

@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <thread>
 
-#include "parallel/mpi_communicator.hpp"
+#include "core/mpi_communicator.hpp"
 #ifdef DIVPRUNE_HAVE_CUDA
 #include "kernels/cuda/cuda_backend.hpp"
 #include "kernels/cuda/nccl_communicator.hpp"

@@ -5,11 +5,11 @@
 #include <cmath>
 
 #include "archive/h5.hpp"
+#include "core/communicator.hpp"
 #include "kernels/backend.hpp"
 #include "model/checkpoint.hpp"
 #include "model/generate.hpp"
 #include "model/llama.hpp"
-#include "parallel/communicator.hpp"
 #include "tests/support/assets.hpp"
 
 namespace divprune::test {

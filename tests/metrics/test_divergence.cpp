@@ -6,12 +6,12 @@
 #include <limits>
 #include <random>
 
+#include "core/communicator.hpp"
 #include "core/dtype.hpp"
 #include "kernels/cpu/cpu_backend.hpp"
 #include "metrics/base_logprobs.hpp"
 #include "metrics/divergence.hpp"
 #include "metrics/plan_metrics.hpp"
-#include "parallel/communicator.hpp"
 
 namespace divprune {
 namespace {

@@ -8,8 +8,8 @@
 #include <set>
 
 #include "archive/archive.hpp"
-#include "archive/sha256.hpp"
 #include "core/errors.hpp"
+#include "core/sha256.hpp"
 #include "metrics/eval_data.hpp"
 #include "pipelines/run_config.hpp"
 #include "tests/support/assets.hpp"

@@ -16,13 +16,13 @@
 #include <string>
 #include <vector>
 
+#include "core/communicator.hpp"
 #include "core/errors.hpp"
 #include "kernels/cpu/cpu_backend.hpp"
 #include "model/checkpoint.hpp"
 #include "model/llama.hpp"
+#include "model/shard.hpp"
 #include "model/weights.hpp"
-#include "parallel/communicator.hpp"
-#include "parallel/shard.hpp"
 #include "tests/support/assets.hpp"
 
 namespace divprune::test {

@@ -6,11 +6,11 @@
 #include <memory>
 #include <string>
 
+#include "core/mpi_communicator.hpp"
 #include "kernels/cpu/cpu_backend.hpp"
 #include "model/checkpoint.hpp"
 #include "model/llama.hpp"
 #include "model/weights.hpp"
-#include "parallel/mpi_communicator.hpp"
 #include "parallel/topology.hpp"
 
 namespace divprune::test {

@@ -9,8 +9,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include "archive/sha256.hpp"
 #include "compress/plan.hpp"
+#include "core/sha256.hpp"
 #include "model/config.hpp"
 #include "tests/search_pipeline/search_util.hpp"
 

@@ -1,12 +1,14 @@
 #pragma once
-// Tensor-parallel collectives over an MPI communicator, for CPU ranks (tensors in host memory).
+// Tensor-parallel collectives over an MPI communicator, for CPU ranks (tensors in host memory). The host-array
+// collectives here are the only implementation of them: NcclCommunicator (kernels/cuda) derives from this class
+// and replaces only the device-tensor all-reduce.
 #include <mpi.h>
 
-#include "parallel/communicator.hpp"
+#include "core/communicator.hpp"
 
 namespace divprune {
 
-class MpiCommunicator final : public Communicator {
+class MpiCommunicator : public Communicator {
  public:
   explicit MpiCommunicator(MPI_Comm comm);
   int rank() const override { return rank_; }

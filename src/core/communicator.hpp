@@ -2,7 +2,10 @@
 // Collective operations inside one tensor-parallel group. The forward pass calls exactly these:
 // an all-reduce (sum) of backend tensors after the row-parallel o/down projections and the vocab-parallel
 // embedding, and small host all-reduces/all-gathers that combine per-row vocab statistics.
-// Implementations: SoloCommunicator (tp = 1, no-ops), MpiCommunicator (CPU ranks), NcclCommunicator (GPUs).
+// Implementations: SoloCommunicator (tp = 1, no-ops), MpiCommunicator (CPU ranks; core/mpi_communicator.hpp),
+// NcclCommunicator (GPUs; kernels/cuda/nccl_communicator.hpp, an MpiCommunicator whose device-tensor all-reduce
+// is NCCL's). The interface lives in core, the lowest layer, because both the model (which calls it) and the
+// CUDA kernels target (which implements it) must see it.
 #include <cstdint>
 #include <memory>
 #include <span>

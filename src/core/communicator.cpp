@@ -1,4 +1,4 @@
-#include "parallel/communicator.hpp"
+#include "core/communicator.hpp"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "metrics/vocab_stats.hpp"
+#include "model/vocab_stats.hpp"
 
 #include <cmath>
 

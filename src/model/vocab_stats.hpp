@@ -6,8 +6,8 @@
 #include <span>
 #include <vector>
 
+#include "core/communicator.hpp"
 #include "kernels/backend.hpp"
-#include "parallel/communicator.hpp"
 
 namespace divprune {
 

@@ -1,4 +1,4 @@
-#include "parallel/shard.hpp"
+#include "model/shard.hpp"
 
 #include <fmt/format.h>
 

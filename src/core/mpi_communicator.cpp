@@ -1,4 +1,4 @@
-#include "parallel/mpi_communicator.hpp"
+#include "core/mpi_communicator.hpp"
 
 #include "core/errors.hpp"
 
