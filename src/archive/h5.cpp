@@ -75,7 +75,8 @@ H5Handle dataset_properties(const std::vector<hsize_t>& d, int64_t chunk_rows, b
 }  // namespace
 
 void H5Handle::reset() noexcept {
-  if (close() < 0) spdlog::error("HDF5: closing handle {} failed (the file may be incomplete)", id_);
+  const hid_t id = id_;
+  if (close() < 0) spdlog::error("HDF5: closing handle {} failed (a file written through it may be incomplete)", id);
 }
 
 H5File::H5File(const std::filesystem::path& path, H5Mode mode) : path_(path.string()) {
