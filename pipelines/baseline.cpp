@@ -263,11 +263,11 @@ void run_baseline_stage(StageContext& ctx) {
   if (topo.is_coordinator()) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     ctx.archive.finish_baseline(set, base, seconds);
-    std::map<std::string, double> s;
-    for (const SummaryEntry& e : summarize_base(set, base)) s[e.name] = e.value;
+    const Summary s = summarize_base(set, base);
     spdlog::info("baseline: done in {:.1f} s; base perplexity {:.4f}, multiple-choice accuracy {:.3f} (sum) / {:.3f} "
                  "(mean), teacher-forced FDT of the base on its own continuation {:.2f} of {}",
-                 seconds, s["perplexity"], s["mc_accuracy_sum"], s["mc_accuracy_mean"], s["tf_fdt_mean"],
+                 seconds, s[SummaryMetric::Perplexity], s[SummaryMetric::McAccuracySum], s[SummaryMetric::McAccuracyMean],
+                 s[SummaryMetric::TfFdtMean],
                  set.continuation);
   }
 }

@@ -129,10 +129,11 @@ void print_plan_table(const RunArchive& archive, const std::vector<ParsedPlan>& 
   std::set<std::string> printed;
   for (const ParsedPlan& p : plans) {
     if (!printed.insert(p.id).second) continue;
-    auto s = archive.read_plan_summary(p.id);
+    using M = SummaryMetric;
+    const Summary s = archive.read_plan_summary(p.id);
     fmt::print("{:<24} {:>10.4f} {:>8.4f} {:>10.3e} {:>9.2e} {:>9.4f} {:>8.2f} {:>8.4f} {:>8.3f} {:>7.0f}\n",
-               p.entry.name.substr(0, 24), s["perplexity"], s["perplexity_ratio"], s["kl_mean"], s["kl_stderr"],
-               s["same_top1_rate"], s["fdt_mean"], s["sdt_mean"], s["mc_accuracy_sum"], s["mc_flips_sum_total"]);
+               p.entry.name.substr(0, 24), s[M::Perplexity], s[M::PerplexityRatio], s[M::KlMean], s[M::KlStderr],
+               s[M::SameTop1Rate], s[M::FdtMean], s[M::SdtMean], s[M::McAccuracySum], s[M::McFlipsSumTotal]);
   }
   std::fflush(stdout);
 }
@@ -237,13 +238,13 @@ std::vector<std::string> evaluate_plan_entries(StageContext& ctx, const std::vec
     record.per_token = ctx.config.store_per_token;
     ctx.archive.write_plan(record, set, outputs, cmp);
     ++archived;
-    std::map<std::string, double> s;
-    for (const SummaryEntry& e : cmp.summary) s[e.name] = e.value;
+    using M = SummaryMetric;
+    const Summary& s = cmp.summary;
     spdlog::info("archived plan {} [{}] ({}/{}, replica {}, {:.1f} s): ppl {:.4f}, KL {:.3e} ± {:.1e}, same-top1 {:.4f}, "
                  "FDT {:.2f}, SDT {:.3f}, flips {:.0f}/{:.0f}",
-                 p.entry.name, p.id, archived, pending.size(), replica, outputs.seconds, s["perplexity"], s["kl_mean"],
-                 s["kl_stderr"], s["same_top1_rate"], s["fdt_mean"], s["sdt_mean"], s["mc_flips_sum_total"],
-                 s["mc_items"]);
+                 p.entry.name, p.id, archived, pending.size(), replica, outputs.seconds, s[M::Perplexity], s[M::KlMean],
+                 s[M::KlStderr], s[M::SameTop1Rate], s[M::FdtMean], s[M::SdtMean], s[M::McFlipsSumTotal],
+                 s[M::McItems]);
     progress.advance();
   };
 

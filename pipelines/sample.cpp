@@ -28,26 +28,23 @@ void run_sample_stage(StageContext& ctx) {
     if (!ctx.topology.is_coordinator()) return;
     const std::vector<std::string> random_ids(ids.begin() + 1, ids.end());
     const std::vector<Pair> pairs = read_pairs(ctx.archive, s.objective, random_ids);
-    const double sign = objective_sign(s.objective);
+    const double sign = s.objective.sign();
     const Pair* best = nullptr;
     for (const Pair& p : pairs)
       if (!best || sign * p.value < sign * best->value) best = &p;
     const std::vector<Pair> uniform = read_pairs(ctx.archive, s.objective, {ids[0]});
-    H5File f = ctx.archive.open_write();
-    f.remove("search/sample");
-    f.create_group("search/sample");
-    f.write_strings("search/sample/ids", random_ids);
-    annotate(f, "search/sample/ids", "", "plan ids of the random samples, in draw order");
-    f.set_attr("search/sample", "uniform_id", ids[0]);
-    f.set_attr("search/sample", "best_random_id", best ? best->id : std::string());
-    f.set_attr("search/sample", "objective", s.objective);
-    f.set_attr("search/sample", "budget_sparsity", s.budget.sparsity);
-    f.set_attr("search/sample", "budget_tolerance", s.budget.tolerance);
-    f.set_attr("search/sample", "seed", static_cast<int64_t>(s.sample_seed));
-    f.set_attr("search/sample", "complete", int64_t{1});
+    SampleRecord record;
+    record.ids = random_ids;
+    record.uniform_id = ids[0];
+    record.best_random_id = best ? best->id : std::string();
+    record.objective = s.objective.name;
+    record.budget_sparsity = s.budget.sparsity;
+    record.budget_tolerance = s.budget.tolerance;
+    record.seed = static_cast<int64_t>(s.sample_seed);
+    write_search_sample(ctx.archive, record);
     if (best && !uniform.empty())
       spdlog::info("sample: {} random plans at sparsity {:.3f} ± {:.3f}; {}: uniform {:.4f}, best random {:.4f} ({} [{}])",
-                   pairs.size(), s.budget.sparsity, s.budget.tolerance, s.objective, uniform[0].value, best->value,
+                   pairs.size(), s.budget.sparsity, s.budget.tolerance, s.objective.name, uniform[0].value, best->value,
                    best->name, best->id);
   });
 }

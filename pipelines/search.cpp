@@ -19,12 +19,6 @@
 
 namespace divprune {
 
-namespace {
-
-std::string round_group(int64_t r) { return fmt::format("search/rounds/{}", r); }
-
-}  // namespace
-
 void run_search_stage(StageContext& ctx) {
   const ModelConfig& model = ctx.replica.config();
   const bool coordinator = ctx.topology.is_coordinator();
@@ -34,22 +28,19 @@ void run_search_stage(StageContext& ctx) {
   collective_step(MPI_COMM_WORLD, [&] {
     s = read_search_settings(ctx.config, model);
     if (!coordinator) return;
-    H5File f = ctx.archive.open_read();
-    if (!f.exists("search/sample") || !f.has_attr("search/sample", "complete"))
-      throw InputError("search: the archive holds no complete sample stage (list `sample` before `search`)");
-    pool = f.read_strings("search/sample/ids");
-    uniform_id = f.attr_string("search/sample", "uniform_id");
-    best_random_id = f.attr_string("search/sample", "best_random_id");
+    const std::optional<SampleRecord> sample = read_search_sample(ctx.archive);
+    if (!sample) throw InputError("search: the archive holds no complete sample stage (list `sample` before `search`)");
+    pool = sample->ids;
+    uniform_id = sample->uniform_id;
+    best_random_id = sample->best_random_id;
     pool.push_back(uniform_id);
   });
   collective_step(MPI_COMM_WORLD, [&] {
     if (!coordinator) return;
-    H5File f = ctx.archive.open_write();
-    f.remove("search/best");
-    f.remove("search/pareto");
+    clear_search_outcome(ctx.archive);
   });
   const PlanSampler sampler(s.space, model, s.budget);
-  const double sign = objective_sign(s.objective);
+  const double sign = s.objective.sign();
   std::vector<std::string> searched;
   std::map<std::string, double> predicted_of;  // searched plan id -> the prediction it was chosen by (coordinator)
 
@@ -59,18 +50,14 @@ void run_search_stage(StageContext& ctx) {
     std::vector<double> predicted;
     collective_step(MPI_COMM_WORLD, [&] {
       if (!coordinator) return;
-      {
-        H5File f = ctx.archive.open_read();
-        if (f.exists(round_group(r)) && f.has_attr(round_group(r), "complete")) {
-          const auto ids = f.read_strings(round_group(r) + "/ids");
-          const auto round_predicted = f.read_double(round_group(r) + "/predicted");
-          for (size_t i = 0; i < ids.size() && i < round_predicted.size(); ++i) predicted_of[ids[i]] = round_predicted[i];
-          pool.insert(pool.end(), ids.begin(), ids.end());
-          searched.insert(searched.end(), ids.begin(), ids.end());
-          done = 1;
-          spdlog::info("search: round {} is complete in the archive, skipped", r);
-          return;
-        }
+      if (const std::optional<RoundRecord> round = read_search_round(ctx.archive, r)) {
+        const auto& ids = round->ids;
+        for (size_t i = 0; i < ids.size() && i < round->predicted.size(); ++i) predicted_of[ids[i]] = round->predicted[i];
+        pool.insert(pool.end(), ids.begin(), ids.end());
+        searched.insert(searched.end(), ids.begin(), ids.end());
+        done = 1;
+        spdlog::info("search: round {} is complete in the archive, skipped", r);
+        return;
       }
       const std::vector<Pair> pairs = read_pairs(ctx.archive, s.objective, pool);
       std::optional<Predictor> predictor;
@@ -112,20 +99,10 @@ void run_search_stage(StageContext& ctx) {
       const std::vector<Pair> measured_pairs = read_pairs(ctx.archive, s.objective, ids);
       std::vector<double> measured;
       for (const Pair& p : measured_pairs) measured.push_back(p.value);
-      H5File f = ctx.archive.open_write();
-      const std::string g = round_group(r);
-      f.remove(g);
-      f.create_group(g);
-      f.write_strings(g + "/ids", ids);
-      annotate(f, g + "/ids", "", "plan ids evaluated in this round, best predicted first");
-      f.write_double(g + "/predicted", {static_cast<int64_t>(predicted.size())}, predicted.data());
-      annotate(f, g + "/predicted", "objective", "objective predicted before evaluation");
-      f.write_double(g + "/measured", {static_cast<int64_t>(measured.size())}, measured.data());
-      annotate(f, g + "/measured", "objective", "objective measured by evaluation");
-      f.set_attr(g, "complete", int64_t{1});
+      write_search_round(ctx.archive, r, RoundRecord{ids, predicted, measured});
       for (size_t i = 0; i < ids.size() && i < measured.size(); ++i)
         spdlog::info("search: round {} plan {} [{}]: predicted {} {:.4f}, measured {:.4f}", r, entries[i].name, ids[i],
-                     s.objective, predicted[i], measured[i]);
+                     s.objective.name, predicted[i], measured[i]);
       for (size_t i = 0; i < ids.size() && i < predicted.size(); ++i) predicted_of[ids[i]] = predicted[i];
       pool.insert(pool.end(), ids.begin(), ids.end());
       searched.insert(searched.end(), ids.begin(), ids.end());
@@ -148,12 +125,11 @@ void run_search_stage(StageContext& ctx) {
       if (!dominated) front.push_back(&p);
     }
     std::sort(front.begin(), front.end(), [](const Pair* a, const Pair* b) { return a->sparsity < b->sparsity; });
-    std::vector<std::string> front_ids;
-    std::vector<double> front_sparsity, front_value;
+    ParetoRecord pareto;
     for (const Pair* p : front) {
-      front_ids.push_back(p->id);
-      front_sparsity.push_back(p->sparsity);
-      front_value.push_back(p->value);
+      pareto.ids.push_back(p->id);
+      pareto.sparsity.push_back(p->sparsity);
+      pareto.objective.push_back(p->value);
     }
     const std::vector<Pair> searched_pairs = read_pairs(ctx.archive, s.objective, searched);
     const std::vector<Pair> refs = read_pairs(ctx.archive, s.objective, {uniform_id});
@@ -161,42 +137,31 @@ void run_search_stage(StageContext& ctx) {
     const Pair* best = nullptr;
     for (const Pair& p : searched_pairs)
       if (!best || sign * p.value < sign * best->value) best = &p;
-    H5File f = ctx.archive.open_write();
-    f.remove("search/pareto");
-    f.create_group("search/pareto");
-    f.write_strings("search/pareto/ids", front_ids);
-    annotate(f, "search/pareto/ids", "", "plan ids of the Pareto front (linear sparsity up, objective loss down)");
-    f.write_double("search/pareto/sparsity", {static_cast<int64_t>(front_sparsity.size())}, front_sparsity.data());
-    annotate(f, "search/pareto/sparsity", "fraction", "linear sparsity of each front plan");
-    f.write_double("search/pareto/objective", {static_cast<int64_t>(front_value.size())}, front_value.data());
-    annotate(f, "search/pareto/objective", "objective", "measured objective of each front plan");
-    f.remove("search/best");
-    f.create_group("search/best");
-    if (best) {
-      f.set_attr("search/best", "id", best->id);
-      f.set_attr("search/best", "name", best->name);
-      f.set_attr("search/best", "yaml", f.attr_string("plans/" + best->id, "plan_yaml"));
-      f.set_attr("search/best", "objective", best->value);
-      f.set_attr("search/best", "predicted", predicted_of.count(best->id) ? predicted_of.at(best->id) : std::nan(""));
-      f.set_attr("search/best", "sparsity", best->sparsity);
-    }
-    f.set_attr("search/best", "complete", int64_t{1});
+    std::optional<BestRecord> best_record;
+    if (best)
+      best_record = BestRecord{best->id,
+                               best->name,
+                               ctx.archive.read_plan_yaml(best->id),
+                               best->value,
+                               predicted_of.count(best->id) ? predicted_of.at(best->id) : std::nan(""),
+                               best->sparsity};
+    write_search_outcome(ctx.archive, pareto, best_record);
 
     fmt::print("\nsearch summary: {} at linear sparsity {:.3f} ± {:.3f} ({} pairs; predictor CV R² {:.3f}, Spearman ρ {:.3f}, "
                "MAE {:.4g})\n",
-               s.objective, s.budget.sparsity, s.budget.tolerance, pairs.size(), scores.r2, scores.spearman, scores.mae);
+               s.objective.name, s.budget.sparsity, s.budget.tolerance, pairs.size(), scores.r2, scores.spearman, scores.mae);
     fmt::print("{:<14} {:<20} {:>18} {:>10}\n", "reference", "plan", "id", "sparsity");
     auto row = [&](const char* what, const Pair* p) {
-      if (p) fmt::print("{:<14} {:<20} {:>18} {:>10.4f}   {} {:.4f}\n", what, p->name, p->id, p->sparsity, s.objective, p->value);
+      if (p) fmt::print("{:<14} {:<20} {:>18} {:>10.4f}   {} {:.4f}\n", what, p->name, p->id, p->sparsity, s.objective.name, p->value);
     };
     row("uniform", refs.empty() ? nullptr : &refs[0]);
     row("best random", best_random.empty() ? nullptr : &best_random[0]);
     row("best searched", best);
     if (best && predicted_of.count(best->id))
-      fmt::print("{:<14} predicted {} {:.4f} when chosen, measured {:.4f}\n", "", s.objective, predicted_of.at(best->id),
+      fmt::print("{:<14} predicted {} {:.4f} when chosen, measured {:.4f}\n", "", s.objective.name, predicted_of.at(best->id),
                  best->value);
-    fmt::print("pareto front (sparsity, {}):", s.objective);
-    for (size_t i = 0; i < front.size(); ++i) fmt::print(" ({:.3f}, {:.4f})", front_sparsity[i], front_value[i]);
+    fmt::print("pareto front (sparsity, {}):", s.objective.name);
+    for (size_t i = 0; i < front.size(); ++i) fmt::print(" ({:.3f}, {:.4f})", pareto.sparsity[i], pareto.objective[i]);
     fmt::print("\n");
     std::fflush(stdout);
   });

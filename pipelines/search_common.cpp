@@ -35,8 +35,8 @@ SearchSettings read_search_settings(const RunConfig& c, const ModelConfig& model
   s.budget.tolerance = budget.get("tolerance", s.budget.tolerance);
   s.sample_count = sample.get("count", s.sample_count);
   s.sample_seed = sample.get("seed", s.sample_seed);
-  s.objective = train.get("objective", s.objective);
-  objective_key(s.objective);  // validates
+  if (const ConfigNode objective = train["objective"]; objective.present())
+    s.objective = parse_search_objective(objective.as<std::string>(), objective.where());
   s.folds = train.get("folds", s.folds);
   s.predictor.rounds = train.get("rounds", s.predictor.rounds);
   s.predictor.max_depth = train.get("max_depth", s.predictor.max_depth);
@@ -58,49 +58,28 @@ SearchSettings read_search_settings(const RunConfig& c, const ModelConfig& model
   return s;
 }
 
-std::string objective_key(const std::string& objective) {
-  if (objective == "mean_fdt") return "fdt_mean";
-  if (objective == "mean_kl") return "kl_mean";
-  if (objective == "perplexity") return "perplexity";
-  throw InputError(fmt::format("train.objective: \"{}\" is not one of mean_fdt, mean_kl, perplexity", objective));
+const SearchObjective& parse_search_objective(const std::string& name, const std::string& where) {
+  std::string known;
+  for (const SearchObjective& o : kSearchObjectives) {
+    if (name == o.name) return o;
+    known += (known.empty() ? "" : ", ") + std::string(o.name);
+  }
+  throw InputError(fmt::format("{}: unknown objective \"{}\" (known: {})", where, name, known));
 }
 
-double objective_sign(const std::string& objective) { return objective == "mean_fdt" ? -1.0 : 1.0; }
-
-std::vector<Pair> read_pairs(const RunArchive& archive, const std::string& objective, const std::vector<std::string>& ids) {
-  const auto status = archive.plan_status();
-  std::vector<std::string> wanted = ids;
-  if (wanted.empty())
-    for (const auto& [id, done] : status) wanted.push_back(id);
-  const std::string key = objective_key(objective);
-  std::vector<Pair> pairs;
-  std::set<std::string> seen;
-  H5File f = archive.open_read();
-  for (const std::string& id : wanted) {
-    const auto it = status.find(id);
-    if (it == status.end() || !it->second || !seen.insert(id).second) continue;
-    Pair p;
-    p.id = id;
-    const std::string g = "plans/" + id;
-    p.name = f.attr_string(g, "name");
-    p.features = f.read_float(g + "/features");
-    p.sparsity = f.attr_double(g, "sparsity");
-    p.value = f.read_double(g + "/summary/" + key)[0];
-    pairs.push_back(std::move(p));
-  }
-  return pairs;
+std::vector<Pair> read_pairs(const RunArchive& archive, const SearchObjective& objective, const std::vector<std::string>& ids) {
+  return read_plan_pairs(archive, objective.metric, ids);
 }
 
 std::vector<std::string> search_pool_ids(const RunArchive& archive) {
-  H5File f = archive.open_read();
-  if (!f.exists("search/sample") || !f.has_attr("search/sample", "complete")) return {};
-  std::vector<std::string> ids = f.read_strings("search/sample/ids");
-  ids.push_back(f.attr_string("search/sample", "uniform_id"));
+  const std::optional<SampleRecord> sample = read_search_sample(archive);
+  if (!sample) return {};
+  std::vector<std::string> ids = sample->ids;
+  ids.push_back(sample->uniform_id);
   for (int64_t r = 0;; ++r) {
-    const std::string g = fmt::format("search/rounds/{}", r);
-    if (!f.exists(g) || !f.has_attr(g, "complete")) break;
-    const std::vector<std::string> round = f.read_strings(g + "/ids");
-    ids.insert(ids.end(), round.begin(), round.end());
+    const std::optional<RoundRecord> round = read_search_round(archive, r);
+    if (!round) break;
+    ids.insert(ids.end(), round->ids.begin(), round->ids.end());
   }
   return ids;
 }
@@ -180,37 +159,20 @@ PredictorScores train_and_store(RunArchive& archive, const std::vector<Pair>& pa
   PredictorScores scores = cross_validate(x, y, s.predictor, folds);
   Predictor model = Predictor::train(x, y, s.predictor);
   const std::vector<double> gain = model.feature_gain(x.cols);
-  H5File f = archive.open_write();
-  f.remove("search/predictor");
-  f.create_group("search/predictor");
-  const std::string g = "search/predictor";
-  f.write_strings(g + "/model_json", {model.model_json()});
-  annotate(f, g + "/model_json", "", "XGBoost JSON model of the predictor, fit on every pair listed in ids");
-  f.write_scalar(g + "/r2", scores.r2);
-  annotate(f, g + "/r2", "", "k-fold cross-validated R² of the predictor");
-  f.write_scalar(g + "/spearman", scores.spearman);
-  annotate(f, g + "/spearman", "", "k-fold cross-validated Spearman rank correlation of prediction and measurement");
-  f.write_scalar(g + "/mae", scores.mae);
-  annotate(f, g + "/mae", "objective", "k-fold cross-validated mean absolute error");
-  f.write_double(g + "/feature_gain", {static_cast<int64_t>(gain.size())}, gain.data());
-  annotate(f, g + "/feature_gain", "", "total XGBoost gain per feature (names: feature_names)");
-  f.write_strings(g + "/feature_names", feature_names);
-  annotate(f, g + "/feature_names", "",
-           "names of the predictor's inputs: the plan features (src/compress/FEATURES.md) and their aggregates "
-           "(src/search/predictor_features.hpp)");
-  std::vector<std::string> ids;
-  for (const Pair& p : pairs) ids.push_back(p.id);
-  f.write_strings(g + "/ids", ids);
-  annotate(f, g + "/ids", "", "plan ids of the training pairs");
-  f.write_double(g + "/measured", {static_cast<int64_t>(y.size())}, y.data());
-  annotate(f, g + "/measured", "objective", "measured objective of each pair");
-  f.write_double(g + "/held_out_prediction", {static_cast<int64_t>(scores.held_out_prediction.size())},
-                 scores.held_out_prediction.data());
-  annotate(f, g + "/held_out_prediction", "objective", "each pair predicted by the CV model that did not see it");
-  f.set_attr(g, "objective", s.objective);
-  f.set_attr(g, "folds", static_cast<int64_t>(scores.folds));
-  f.set_attr(g, "pairs", static_cast<int64_t>(pairs.size()));
-  f.set_attr(g, "complete", int64_t{1});
+  PredictorRecord record;
+  record.model_json = model.model_json();
+  record.r2 = scores.r2;
+  record.spearman = scores.spearman;
+  record.mae = scores.mae;
+  record.feature_gain = gain;
+  record.feature_names = feature_names;
+  for (const Pair& p : pairs) record.ids.push_back(p.id);
+  record.measured = y;
+  record.held_out_prediction = scores.held_out_prediction;
+  record.objective = s.objective.name;
+  record.folds = static_cast<int64_t>(scores.folds);
+  record.pairs = static_cast<int64_t>(pairs.size());
+  write_search_predictor(archive, record);
   if (trained) trained->emplace(std::move(model));
   return scores;
 }

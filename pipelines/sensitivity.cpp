@@ -6,7 +6,7 @@
 // how early they diverge: the first step at which the mean FDT falls below `fdt_threshold` · N (N: the greedy
 // continuation length), ties broken by the mean FDT over all steps (lower = more sensitive).
 //
-// Archive layout (src/archive/SCHEMA.md, "/sensitivity"):
+// Archive layout (src/archive/SCHEMA.md, "/sensitivity"; written by src/archive/sensitivity_archive.hpp):
 //   steps [S], layers [L], components [C]           the sweep's axes
 //   plan_ids [L·C·S], fdt/sdt/kl/perplexity [L,C,S]  the pruning sweep
 //   int8/plan_ids [L·C], int8/fdt ... [L,C]          each component alone in int8 (when sensitivity.int8)
@@ -19,6 +19,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "archive/sensitivity_archive.hpp"
 #include "core/errors.hpp"
 #include "pipelines/sensitivity.hpp"
 #include "pipelines/search_common.hpp"
@@ -94,39 +95,6 @@ std::vector<PlanEntry> sweep_entries(const SensitivitySettings& s, const ModelCo
 
 namespace {
 
-using Summaries = std::map<std::string, std::map<std::string, double>>;  // plan id -> summary
-
-// The four metrics of each plan of `ids` (NaN where the run has no such metric, e.g. no KL without base
-// log-probs), and their ids, written under group `g` with `dims`.
-void write_metric_tables(H5File& f, const Summaries& all, const std::string& g, const Shape& dims,
-                         const std::vector<std::string>& ids, std::vector<double>* fdt_out) {
-  struct Table {
-    const char* name;   // dataset
-    const char* key;    // plan summary
-    const char* units;
-    const char* description;
-  };
-  static const Table tables[] = {
-      {"fdt", "fdt_mean", "tokens", "mean first divergent token of the greedy continuations (N: none diverged)"},
-      {"sdt", "sdt_mean", "1", "mean share of divergent tokens of the greedy continuations"},
-      {"kl", "kl_mean", "nats", "mean per-token KL(base || compressed) over the kept tokens"},
-      {"perplexity", "perplexity", "", "perplexity of the perplexity text"}};
-  f.write_strings(g + "/plan_ids", ids);
-  annotate(f, g + "/plan_ids", "", "plan id of each cell (/plans/<id>), flattened in row-major order of the tables");
-  for (const Table& t : tables) {
-    std::vector<double> values;
-    for (const std::string& id : ids) {
-      const auto& summary = all.at(id);
-      const auto it = summary.find(t.key);
-      values.push_back(it == summary.end() ? std::nan("") : it->second);
-    }
-    const std::string dataset = g + "/" + t.name;
-    f.write_double(dataset, dims, values.data());
-    annotate(f, dataset, t.units, t.description);
-    if (std::string(t.name) == "fdt" && fdt_out) *fdt_out = values;
-  }
-}
-
 struct RankedComponent {
   int64_t layer = 0;
   Component component = Component::Q;
@@ -200,61 +168,40 @@ void run_sensitivity_stage(StageContext& ctx) {
     const int64_t L = static_cast<int64_t>(s.layers.size()), C = static_cast<int64_t>(s.components.size()),
                   S = static_cast<int64_t>(s.steps.size());
     const int64_t n = ctx.archive.read_eval_set().continuation;
-    Summaries summaries;  // read before the archive is opened for writing
-    for (const std::string& id : ids) summaries.emplace(id, ctx.archive.read_plan_summary(id));
+    std::vector<Summary> summaries;  // of `ids`, in order
+    for (const std::string& id : ids) summaries.push_back(ctx.archive.read_plan_summary(id));
     const double threshold_tokens = s.fdt_threshold * static_cast<double>(n);
-    std::vector<std::string> component_names;
-    for (Component c : s.components) component_names.emplace_back(component_name(c));
 
-    H5File f = ctx.archive.open_write();
-    f.remove("sensitivity");
-    f.create_group("sensitivity");
-    f.write_double("sensitivity/steps", {S}, s.steps.data());
-    annotate(f, "sensitivity/steps", "fraction", "sparsity of each step of the sweep");
-    f.write_int64("sensitivity/layers", {L}, s.layers.data());
-    annotate(f, "sensitivity/layers", "", "decoder layer of each table row");
-    f.write_strings("sensitivity/components", component_names);
-    annotate(f, "sensitivity/components", "", "component of each table column");
-    f.set_attr("sensitivity", "method", std::string(prune_method_name(s.method)));
-    f.set_attr("sensitivity", "fdt_threshold", s.fdt_threshold);
-    f.set_attr("sensitivity", "continuation", n);
-
-    auto at = ids.begin();
-    std::vector<double> fdt, removed_fdt;
-    write_metric_tables(f, summaries, "sensitivity", {L, C, S}, {at, at + L * C * S}, &fdt);
-    at += L * C * S;
-    if (s.int8) {
-      f.create_group("sensitivity/int8");
-      write_metric_tables(f, summaries, "sensitivity/int8", {L, C}, {at, at + L * C}, nullptr);
-      at += L * C;
-    }
-    if (s.remove_layers) {
-      f.create_group("sensitivity/removed");
-      write_metric_tables(f, summaries, "sensitivity/removed", {L}, {at, at + L}, &removed_fdt);
-    }
+    SensitivityRecord record;
+    record.method = prune_method_name(s.method);
+    record.fdt_threshold = s.fdt_threshold;
+    record.continuation = n;
+    record.steps = s.steps;
+    record.layers = s.layers;
+    for (Component c : s.components) record.components.emplace_back(component_name(c));
+    // The tables take consecutive runs of `ids`: the sweep, then int8, then removed (sweep_entries' order).
+    size_t at = 0;
+    auto table = [&](const Shape& dims) {
+      const size_t cells = static_cast<size_t>(shape_numel(dims));
+      SensitivityTable t = sensitivity_table(dims, {ids.begin() + at, ids.begin() + at + cells},
+                                             {summaries.begin() + at, summaries.begin() + at + cells});
+      at += cells;
+      return t;
+    };
+    record.sweep = table({L, C, S});
+    if (s.int8) record.int8 = table({L, C});
+    if (s.remove_layers) record.removed = table({L});
+    const std::vector<double>& fdt = record.sweep.fdt;
+    const std::vector<double> removed_fdt = record.removed ? record.removed->fdt : std::vector<double>{};
 
     const std::vector<RankedComponent> ranked = rank_components(s, fdt, threshold_tokens);
-    std::vector<int64_t> rank_layer, rank_step;
-    std::vector<std::string> rank_component;
-    std::vector<double> rank_fdt;
     for (const RankedComponent& r : ranked) {
-      rank_layer.push_back(r.layer);
-      rank_component.emplace_back(component_name(r.component));
-      rank_step.push_back(r.first_divergent_step);
-      rank_fdt.push_back(r.fdt_mean);
+      record.ranking.layer.push_back(r.layer);
+      record.ranking.component.emplace_back(component_name(r.component));
+      record.ranking.first_divergent_step.push_back(r.first_divergent_step);
+      record.ranking.fdt_mean.push_back(r.fdt_mean);
     }
-    const int64_t R = static_cast<int64_t>(ranked.size());
-    f.create_group("sensitivity/ranking");
-    f.write_int64("sensitivity/ranking/layer", {R}, rank_layer.data());
-    annotate(f, "sensitivity/ranking/layer", "", "layer of each ranked component, most sensitive first");
-    f.write_strings("sensitivity/ranking/component", rank_component);
-    annotate(f, "sensitivity/ranking/component", "", "component name of each ranked component");
-    f.write_int64("sensitivity/ranking/first_divergent_step", {R}, rank_step.data());
-    annotate(f, "sensitivity/ranking/first_divergent_step", "",
-             "index into steps of the first step whose mean FDT < fdt_threshold * continuation; len(steps) if none");
-    f.write_double("sensitivity/ranking/fdt_mean", {R}, rank_fdt.data());
-    annotate(f, "sensitivity/ranking/fdt_mean", "tokens", "mean FDT over the steps (tie-break: lower is more sensitive)");
-    f.set_attr("sensitivity", "complete", int64_t{1});
+    write_sensitivity(ctx.archive, record);
 
     print_sensitivity_table(s, ranked, fdt, removed_fdt, n, threshold_tokens);
     const RankedComponent& top = ranked.front();

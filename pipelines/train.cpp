@@ -20,7 +20,7 @@ void run_train_stage(StageContext& ctx) {
     if (pool.empty()) spdlog::info("train: no complete sample stage in the archive: fitting on every complete plan");
     const std::vector<Pair> pairs = read_pairs(ctx.archive, s.objective, pool);
     const PredictorScores scores = train_and_store(ctx.archive, pairs, s, model, nullptr);
-    spdlog::info("train: predictor of {} on {} pairs, {}-fold CV: R² {:.3f}, Spearman ρ {:.3f}, MAE {:.4g}", s.objective,
+    spdlog::info("train: predictor of {} on {} pairs, {}-fold CV: R² {:.3f}, Spearman ρ {:.3f}, MAE {:.4g}", s.objective.name,
                  pairs.size(), scores.folds, scores.r2, scores.spearman, scores.mae);
   });
 }

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "archive/archive_file.hpp"
 #include "core/dtype.hpp"
 #include "core/errors.hpp"
 #include "core/sha256.hpp"
@@ -70,6 +71,14 @@ void write_f64(H5File& f, const std::string& name, const Shape& dims, const std:
   f.write_rows(name, H5Type::F64, 0, dims.empty() ? 1 : dims[0], v.data());
   annotate(f, name, units, description);
 }
+// Every metric of `summary` as an annotated scalar dataset of `group` (names, units, descriptions: kSummaryMetrics).
+void write_summary(H5File& f, const std::string& group, const Summary& summary, bool base) {
+  for (SummaryMetric m : summary.metrics()) {
+    const std::string name = group + "/" + summary_metric_name(m);
+    f.write_scalar(name, summary[m]);
+    annotate(f, name, summary_metric_info(m).units, summary_metric_description(m, base));
+  }
+}
 void write_str(H5File& f, const std::string& name, const std::vector<std::string>& v, const std::string& description) {
   f.write_strings(name, v);
   annotate(f, name, "text", description);
@@ -126,7 +135,7 @@ std::string model_config_json(const ModelConfig& c) {
 int64_t RunArchive::begin_run(const ArchiveRunInfo& info) {
   if (path_.has_parent_path()) std::filesystem::create_directories(path_.parent_path());
   const bool fresh = !exists();
-  H5File f = open_write();
+  H5File f(path_, H5Mode::ReadWrite);
   if (!fresh) {
     if (!f.has_attr("/", "schema_version"))
       throw InputError(fmt::format("{}: exists but is not a divprune archive (no schema_version)", path_.string()));
@@ -165,20 +174,22 @@ int64_t RunArchive::begin_run(const ArchiveRunInfo& info) {
   f.set_attr(run, "tp", info.tp);
   f.set_attr(run, "replicas", info.replicas);
   f.set_attr(run, "backend", info.backend);
+  f.close();
   return index;
 }
 
 void RunArchive::end_run(int64_t run_index, double seconds) {
-  H5File f = open_write();
+  H5File f(path_, H5Mode::ReadWrite);
   const std::string run = fmt::format("runs/{:04d}", run_index);
   f.set_attr(run, "finished_utc", utc_now());
   f.set_attr(run, "seconds", seconds);
+  f.close();
 }
 
 // ---- /data ----------------------------------------------------------------------------------------------------
 
 void RunArchive::write_eval_set(const EvalSet& set) {
-  H5File f = open_write();
+  H5File f(path_, H5Mode::ReadWrite);
   f.remove("data");
   f.create_group("data");
   f.set_attr("data", "ctx", set.ctx);
@@ -217,10 +228,11 @@ void RunArchive::write_eval_set(const EvalSet& set) {
   write_i32(f, "data/mc/answer", {size_of(set.mc_answer)}, set.mc_answer, "choice index", "0-based index of the correct choice within its item");
   write_str(f, "data/mc/context_text", set.mc_context_text, "multiple-choice context text");
   write_str(f, "data/mc/choice_text", choice_text, "multiple-choice choice text, all items' choices in order");
+  f.close();
 }
 
 EvalSet RunArchive::read_eval_set() const {
-  H5File f = open_read();
+  H5File f = open_archive_read(*this);
   if (!f.exists("data/ppl/tokens"))
     throw InputError(fmt::format("{}: no evaluation data (run the baseline stage first)", path_.string()));
   EvalSet set;
@@ -250,13 +262,13 @@ EvalSet RunArchive::read_eval_set() const {
 
 std::string RunArchive::complete_baseline_hash() const {
   if (!exists()) return "";
-  H5File f = open_read();
+  H5File f = open_archive_read(*this);
   if (!f.has_attr("baseline", "complete") || f.attr_int("baseline", "complete") != 1) return "";
   return f.attr_string("baseline", "eval_hash");
 }
 
 void RunArchive::begin_baseline(const EvalSet& set, LogprobMode mode, int64_t top_k, int64_t vocab) {
-  H5File f = open_write();
+  H5File f(path_, H5Mode::ReadWrite);
   f.remove("baseline");
   f.create_group("baseline");
   f.set_attr("baseline", "complete", int64_t{0});
@@ -297,10 +309,11 @@ void RunArchive::begin_baseline(const EvalSet& set, LogprobMode mode, int64_t to
   make("baseline/tf_argmax", H5Type::I32, {P, N}, 0, "token id",
        "base model's teacher-forced argmax on BOS + prompt + continuation at the N continuation positions");
   make("baseline/mc/logprob_sum", H5Type::F64, {C}, 0, "nats", "sum of log p of each choice's tokens after BOS + context");
+  f.close();
 }
 
 void RunArchive::write_baseline_chunk(const EvalSet& set, int64_t chunk, const BaselineChunk& out) {
-  H5File f = open_write();
+  H5File f(path_, H5Mode::ReadWrite);
   const int64_t offset = set.chunk_offset(chunk), n = static_cast<int64_t>(out.nll.size());
   f.write_rows("baseline/nll", H5Type::F64, offset, n, out.nll.data());
   f.write_rows("baseline/argmax", H5Type::I32, offset, n, out.argmax.data());
@@ -313,24 +326,27 @@ void RunArchive::write_baseline_chunk(const EvalSet& set, int64_t chunk, const B
     f.write_rows("baseline/topk_ids", H5Type::I32, offset, n, out.topk_ids.data());
     f.write_rows("baseline/topk_logprobs", H5Type::F16, offset, n, out.topk_logprobs.data());
   }
+  f.close();
 }
 
 void RunArchive::write_baseline_prompt(const EvalSet&, int64_t prompt, const std::vector<int32_t>& continuation,
                                        const std::vector<int32_t>& tf_argmax) {
-  H5File f = open_write();
+  H5File f(path_, H5Mode::ReadWrite);
   f.write_rows("baseline/continuation", H5Type::I32, prompt, 1, continuation.data());
   f.write_rows("baseline/tf_argmax", H5Type::I32, prompt, 1, tf_argmax.data());
+  f.close();
 }
 
 void RunArchive::write_baseline_mc(const EvalSet& set, int64_t item, const std::vector<double>& logprob) {
   int64_t first = 0;
   for (int64_t i = 0; i < item; ++i) first += static_cast<int64_t>(set.mc_choices[static_cast<size_t>(i)].size());
-  H5File f = open_write();
+  H5File f(path_, H5Mode::ReadWrite);
   f.write_rows("baseline/mc/logprob_sum", H5Type::F64, first, static_cast<int64_t>(logprob.size()), logprob.data());
+  f.close();
 }
 
 void RunArchive::finish_baseline(const EvalSet& set, const BaseOutputs& base, double seconds) {
-  H5File f = open_write();
+  H5File f(path_, H5Mode::ReadWrite);
   std::vector<int32_t> by_sum, by_mean;
   mc_predictions(set, base.mc_logprob, by_sum, by_mean);
   const auto mean = mc_mean_logprob(set, base.mc_logprob);
@@ -338,17 +354,14 @@ void RunArchive::finish_baseline(const EvalSet& set, const BaseOutputs& base, do
             "logprob_sum / number of choice tokens");
   write_i32(f, "baseline/mc/pred_sum", {size_of(by_sum)}, by_sum, "choice index", "base prediction by logprob_sum (ties -> lower index)");
   write_i32(f, "baseline/mc/pred_mean", {size_of(by_mean)}, by_mean, "choice index", "base prediction by logprob_mean (ties -> lower index)");
-  for (const SummaryEntry& e : summarize_base(set, base)) {
-    const std::string name = "baseline/summary/" + e.name;
-    f.write_scalar(name, e.value);
-    annotate(f, name, e.units, e.description);
-  }
+  write_summary(f, "baseline/summary", summarize_base(set, base), true);
   f.set_attr("baseline", "seconds", seconds);
   f.set_attr("baseline", "complete", int64_t{1});
+  f.close();
 }
 
 BaseOutputs RunArchive::read_base_outputs() const {
-  H5File f = open_read();
+  H5File f = open_archive_read(*this);
   if (!f.has_attr("baseline", "complete") || f.attr_int("baseline", "complete") != 1)
     throw InputError(fmt::format("{}: no complete baseline (run the baseline stage first)", path_.string()));
   BaseOutputs b;
@@ -361,20 +374,20 @@ BaseOutputs RunArchive::read_base_outputs() const {
 }
 
 LogprobMode RunArchive::base_logprob_mode() const {
-  return parse_logprob_mode(open_read().attr_string("baseline", "logprob_mode"), path_.string());
+  return parse_logprob_mode(open_archive_read(*this).attr_string("baseline", "logprob_mode"), path_.string());
 }
 
-int64_t RunArchive::base_top_k() const { return open_read().attr_int("baseline", "top_k"); }
+int64_t RunArchive::base_top_k() const { return open_archive_read(*this).attr_int("baseline", "top_k"); }
 
 void RunArchive::read_base_logprobs(int64_t row0, int64_t rows, std::vector<uint16_t>& bits) const {
-  H5File f = open_read();
+  H5File f = open_archive_read(*this);
   const Shape d = f.dims("baseline/logprobs");
   bits.resize(static_cast<size_t>(rows * d[1]));
   f.read_rows("baseline/logprobs", H5Type::F16, row0, rows, bits.data());
 }
 
 void RunArchive::read_base_topk(int64_t row0, int64_t rows, std::vector<int32_t>& ids, std::vector<uint16_t>& bits) const {
-  H5File f = open_read();
+  H5File f = open_archive_read(*this);
   const Shape d = f.dims("baseline/topk_ids");
   ids.resize(static_cast<size_t>(rows * d[1]));
   bits.resize(static_cast<size_t>(rows * d[1]));
@@ -387,7 +400,7 @@ void RunArchive::read_base_topk(int64_t row0, int64_t rows, std::vector<int32_t>
 std::map<std::string, bool> RunArchive::plan_status() const {
   std::map<std::string, bool> out;
   if (!exists()) return out;
-  H5File f = open_read();
+  H5File f = open_archive_read(*this);
   for (const std::string& id : f.children("plans")) {
     const std::string g = "plans/" + id;
     if (!f.is_group(g)) continue;
@@ -397,17 +410,19 @@ std::map<std::string, bool> RunArchive::plan_status() const {
 }
 
 void RunArchive::remove_plan(const std::string& id) {
-  H5File f = open_write();
+  H5File f(path_, H5Mode::ReadWrite);
   f.remove("plans/" + id);
+  f.close();
 }
 
 void RunArchive::write_feature_names(const std::vector<std::string>& names) {
-  H5File f = open_write();
+  H5File f(path_, H5Mode::ReadWrite);
   write_str(f, "plans/feature_names", names, "names of the entries of every plan's `features` vector (src/compress/FEATURES.md)");
+  f.close();
 }
 
 void RunArchive::write_plan(const PlanRecord& r, const EvalSet& set, const PlanOutputs& o, const PlanComparison& c) {
-  H5File f = open_write();
+  H5File f(path_, H5Mode::ReadWrite);
   const std::string g = "plans/" + r.id;
   f.remove(g);
   f.create_group(g);
@@ -450,20 +465,24 @@ void RunArchive::write_plan(const PlanRecord& r, const EvalSet& set, const PlanO
   write_f64(f, g + "/mc/logprob_mean", {static_cast<int64_t>(mean.size())}, mean, "nats", "logprob_sum / choice tokens");
   write_i32(f, g + "/mc/pred_sum", {size_of(c.pred_sum)}, c.pred_sum, "choice index", "prediction by logprob_sum");
   write_i32(f, g + "/mc/pred_mean", {size_of(c.pred_mean)}, c.pred_mean, "choice index", "prediction by logprob_mean");
-  for (const SummaryEntry& e : c.summary) {
-    const std::string name = g + "/summary/" + e.name;
-    f.write_scalar(name, e.value);
-    annotate(f, name, e.units, e.description);
-  }
+  write_summary(f, g + "/summary", c.summary, false);
   f.set_attr(g, "complete", int64_t{1});
+  f.close();
 }
 
-std::map<std::string, double> RunArchive::read_plan_summary(const std::string& id) const {
-  H5File f = open_read();
-  std::map<std::string, double> out;
+Summary RunArchive::read_plan_summary(const std::string& id) const {
+  H5File f = open_archive_read(*this);
   const std::string g = "plans/" + id + "/summary";
-  for (const std::string& name : f.children(g)) out[name] = f.read_double(g + "/" + name)[0];
+  Summary out;  // empty when the plan has no summary group
+  for (const SummaryMetricInfo& m : kSummaryMetrics) {
+    const std::string name = g + "/" + m.name;
+    if (f.exists(name)) out.set(m.metric, f.read_double(name)[0]);
+  }
   return out;
+}
+
+std::string RunArchive::read_plan_yaml(const std::string& id) const {
+  return open_archive_read(*this).attr_string("plans/" + id, "plan_yaml");
 }
 
 }  // namespace divprune

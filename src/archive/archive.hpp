@@ -1,5 +1,7 @@
 #pragma once
 // The run archive: one HDF5 file per run, written only by the coordinator (schema: src/archive/SCHEMA.md).
+// RunArchive reads and writes the root, /runs, /data, /baseline and /plans; search_archive.hpp and
+// sensitivity_archive.hpp the /search and /sensitivity groups. Nothing outside src/archive touches the HDF5 file.
 //
 // Every write is one transaction: open the file, write, close. Between transactions the file is closed and
 // consistent, so a job killed while it computes (the usual case: writes take milliseconds, forward passes
@@ -12,7 +14,6 @@
 #include <string>
 #include <vector>
 
-#include "archive/h5.hpp"
 #include "metrics/base_logprobs.hpp"
 #include "metrics/eval_data.hpp"
 #include "metrics/plan_metrics.hpp"
@@ -21,9 +22,6 @@
 namespace divprune {
 
 inline constexpr int64_t kArchiveSchemaVersion = 1;
-
-// Sets the `units` and `description` attributes every dataset carries.
-void annotate(H5File& file, const std::string& dataset, const std::string& units, const std::string& description);
 
 // sha256 over every checkpoint file's name, size and header (safetensors: the JSON header; other files: the
 // whole file up to 1 MiB, else its first 64 KiB). Cheap: no weights are read.
@@ -76,8 +74,6 @@ class RunArchive {
   explicit RunArchive(std::filesystem::path path) : path_(std::move(path)) {}
   const std::filesystem::path& path() const { return path_; }
   bool exists() const { return std::filesystem::exists(path_); }
-  H5File open_read() const { return H5File(path_, H5Mode::Read); }
-  H5File open_write() const { return H5File(path_, H5Mode::ReadWrite); }
 
   // Creates the file, or checks that an existing one has this schema and model (InputError otherwise); writes
   // the root attributes and records the invocation as /runs/<index>. Returns the 1-based invocation index.
@@ -112,8 +108,10 @@ class RunArchive {
   void write_feature_names(const std::vector<std::string>& names);
   // Writes the whole group in one transaction, `complete` last.
   void write_plan(const PlanRecord& record, const EvalSet& set, const PlanOutputs& outputs, const PlanComparison& cmp);
-  // Summary scalars of a plan (name -> value).
-  std::map<std::string, double> read_plan_summary(const std::string& id) const;
+  // Summary scalars of a plan (the metrics the archive holds for it).
+  Summary read_plan_summary(const std::string& id) const;
+  // The canonical YAML of a plan (attribute plan_yaml).
+  std::string read_plan_yaml(const std::string& id) const;
 
  private:
   std::filesystem::path path_;

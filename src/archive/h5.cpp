@@ -1,32 +1,83 @@
 #include "archive/h5.hpp"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "core/errors.hpp"
 
 namespace divprune {
 
 namespace {
+// Write path: a negative HDF5 result is an I/O failure of the output file.
+void io_check(herr_t rc, const std::string& file, const std::string& what) {
+  if (rc < 0) throw IoError(fmt::format("{}: HDF5 failed to {}", file, what));
+}
+hid_t io_check_id(hid_t id, const std::string& file, const std::string& what) {
+  io_check(id < 0 ? -1 : 0, file, what);
+  return id;
+}
+// Read path: a negative result means the file does not hold what the caller expected.
+void read_check(herr_t rc, const std::string& file, const std::string& what) {
+  if (rc < 0) throw InputError(fmt::format("{}: cannot {}", file, what));
+}
+// Library setup (types): a failure is a broken HDF5 installation, not the file's fault.
+hid_t lib_check_id(hid_t id, const char* what) {
+  if (id < 0) throw InternalError(fmt::format("HDF5: {} failed", what));
+  return id;
+}
+void lib_check(herr_t rc, const char* what) { lib_check_id(rc < 0 ? -1 : 0, what); }
+
 void silence_hdf5() {
   static bool done = false;
   if (!done) {
-    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    lib_check(H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr), "H5Eset_auto2");
     done = true;
   }
 }
 
-void ensure_parent_groups(hid_t file, const std::string& path) {
+void ensure_parent_groups(hid_t file, const std::string& file_name, const std::string& path) {
   size_t pos = 0;
   while ((pos = path.find('/', pos + 1)) != std::string::npos) {
     const std::string group = path.substr(0, pos);
-    if (H5Lexists(file, group.c_str(), H5P_DEFAULT) <= 0) {
-      hid_t g = H5Gcreate2(file, group.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-      if (g < 0) throw InputError(fmt::format("cannot create HDF5 group \"{}\"", group));
-      H5Gclose(g);
+    const htri_t there = H5Lexists(file, group.c_str(), H5P_DEFAULT);
+    io_check(there, file_name, fmt::format("look up group \"{}\"", group));
+    if (there == 0) {
+      const hid_t g = io_check_id(H5Gcreate2(file, group.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), file_name,
+                                  fmt::format("create group \"{}\"", group));
+      io_check(H5Gclose(g), file_name, fmt::format("close group \"{}\"", group));
     }
   }
 }
+
+// Unlinks `name` when it exists (datasets are replaced by unlinking and creating anew).
+void unlink_if_exists(const H5File& f, const std::string& name) {
+  if (f.exists(name)) io_check(H5Ldelete(f.id(), name.c_str(), H5P_DEFAULT), f.path(), fmt::format("delete \"{}\"", name));
+}
+
+// Dataset creation properties: chunks of up to `chunk_rows` rows along dim 0, shuffle + gzip when `compress`.
+H5Handle dataset_properties(const std::vector<hsize_t>& d, int64_t chunk_rows, bool compress, const std::string& file,
+                            const std::string& dataset) {
+  const std::string what = fmt::format("set the storage of dataset \"{}\"", dataset);
+  H5Handle props(io_check_id(H5Pcreate(H5P_DATASET_CREATE), file, what), H5Pclose);
+  size_t numel = 1;
+  for (hsize_t v : d) numel *= v;
+  if (chunk_rows > 0 && !d.empty() && numel > 0) {
+    std::vector<hsize_t> chunk = d;
+    chunk[0] = std::min<hsize_t>(d[0], static_cast<hsize_t>(chunk_rows));
+    io_check(H5Pset_chunk(props.id(), static_cast<int>(chunk.size()), chunk.data()), file, what);
+    if (compress) {
+      io_check(H5Pset_shuffle(props.id()), file, what);
+      io_check(H5Pset_deflate(props.id(), 4), file, what);
+    }
+  }
+  return props;
+}
 }  // namespace
+
+void H5Handle::reset() noexcept {
+  const hid_t id = id_;
+  if (close() < 0) spdlog::error("HDF5: closing handle {} failed (a file written through it may be incomplete)", id);
+}
 
 H5File::H5File(const std::filesystem::path& path, H5Mode mode) : path_(path.string()) {
   silence_hdf5();
@@ -48,12 +99,15 @@ H5File::H5File(const std::filesystem::path& path, H5Mode mode) : path_(path.stri
   file_ = H5Handle(id, H5Fclose);
 }
 
+void H5File::close() { io_check(file_.close(), path_, "close the file"); }
+
 bool H5File::exists(const std::string& name) const {
   // Check every prefix: H5Lexists fails on a path whose parent is missing.
   size_t pos = 0;
   while (true) {
     pos = name.find('/', pos + 1);
     const std::string prefix = name.substr(0, pos);
+    // Negative: the prefix names no link (e.g. a path through a dataset); that is "not there" too.
     if (H5Lexists(id(), prefix.c_str(), H5P_DEFAULT) <= 0) return false;
     if (pos == std::string::npos) return true;
   }
@@ -63,10 +117,13 @@ Shape H5File::dims(const std::string& dataset) const {
   if (!exists(dataset)) throw InputError(fmt::format("{}: missing dataset \"{}\"", path_, dataset));
   H5Handle ds(H5Dopen2(id(), dataset.c_str(), H5P_DEFAULT), H5Dclose);
   if (ds.id() < 0) throw InputError(fmt::format("{}: \"{}\" is not a dataset", path_, dataset));
+  const std::string what = fmt::format("read the shape of \"{}\"", dataset);
   H5Handle space(H5Dget_space(ds.id()), H5Sclose);
+  read_check(space.id() < 0 ? -1 : 0, path_, what);
   const int rank = H5Sget_simple_extent_ndims(space.id());
-  std::vector<hsize_t> d(static_cast<size_t>(std::max(rank, 0)));
-  H5Sget_simple_extent_dims(space.id(), d.data(), nullptr);
+  read_check(rank, path_, what);
+  std::vector<hsize_t> d(static_cast<size_t>(rank));
+  read_check(H5Sget_simple_extent_dims(space.id(), d.data(), nullptr), path_, what);
   return Shape(d.begin(), d.end());
 }
 
@@ -98,22 +155,30 @@ std::vector<double> H5File::read_double(const std::string& dataset, Shape* d) co
 
 std::string H5File::read_string(const std::string& dataset) const {
   if (!exists(dataset)) throw InputError(fmt::format("{}: missing dataset \"{}\"", path_, dataset));
+  const std::string what = fmt::format("read string \"{}\"", dataset);
   H5Handle ds(H5Dopen2(id(), dataset.c_str(), H5P_DEFAULT), H5Dclose);
+  read_check(ds.id() < 0 ? -1 : 0, path_, what);
   H5Handle type(H5Dget_type(ds.id()), H5Tclose);
+  read_check(type.id() < 0 ? -1 : 0, path_, what);
   if (H5Tget_class(type.id()) != H5T_STRING) throw InputError(fmt::format("{}: \"{}\" is not a string", path_, dataset));
-  if (H5Tis_variable_str(type.id()) > 0) {
-    H5Handle mem(H5Tcopy(H5T_C_S1), H5Tclose);
-    H5Tset_size(mem.id(), H5T_VARIABLE);
-    H5Tset_cset(mem.id(), H5Tget_cset(type.id()));
+  const htri_t variable = H5Tis_variable_str(type.id());
+  read_check(variable, path_, what);
+  if (variable > 0) {
+    const H5T_cset_t cset = H5Tget_cset(type.id());
+    read_check(cset < 0 ? -1 : 0, path_, what);
+    H5Handle mem(lib_check_id(H5Tcopy(H5T_C_S1), "H5Tcopy"), H5Tclose);
+    lib_check(H5Tset_size(mem.id(), H5T_VARIABLE), "H5Tset_size");
+    lib_check(H5Tset_cset(mem.id(), cset), "H5Tset_cset");
     char* value = nullptr;
-    if (H5Dread(ds.id(), mem.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &value) < 0)
-      throw InputError(fmt::format("{}: cannot read string \"{}\"", path_, dataset));
+    read_check(H5Dread(ds.id(), mem.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &value), path_, what);
     std::string out = value != nullptr ? value : "";
     H5Handle space(H5Dget_space(ds.id()), H5Sclose);
-    H5Dvlen_reclaim(mem.id(), space.id(), H5P_DEFAULT, &value);
+    read_check(space.id() < 0 ? -1 : 0, path_, what);
+    read_check(H5Dvlen_reclaim(mem.id(), space.id(), H5P_DEFAULT, &value), path_, what);
     return out;
   }
   const size_t size = H5Tget_size(type.id());
+  read_check(size == 0 ? -1 : 0, path_, what);
   std::string out(size, '\0');
   if (H5Dread(ds.id(), type.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0)
     throw InputError(fmt::format("{}: cannot read string \"{}\"", path_, dataset));
@@ -123,22 +188,20 @@ std::string H5File::read_string(const std::string& dataset) const {
 
 void H5File::write_raw(const std::string& dataset, const Shape& dims, hid_t mem_type, hid_t file_type,
                        const void* data, int64_t chunk_rows) {
-  ensure_parent_groups(id(), dataset);
-  if (exists(dataset)) H5Ldelete(id(), dataset.c_str(), H5P_DEFAULT);
+  ensure_parent_groups(id(), path_, dataset);
+  unlink_if_exists(*this, dataset);
   std::vector<hsize_t> d(dims.begin(), dims.end());
-  H5Handle space(H5Screate_simple(static_cast<int>(d.size()), d.data(), nullptr), H5Sclose);
-  H5Handle props(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
-  if (chunk_rows > 0 && !d.empty() && shape_numel(dims) > 0) {
-    std::vector<hsize_t> chunk = d;
-    chunk[0] = std::min<hsize_t>(d[0], static_cast<hsize_t>(chunk_rows));
-    H5Pset_chunk(props.id(), static_cast<int>(chunk.size()), chunk.data());
-    H5Pset_shuffle(props.id());
-    H5Pset_deflate(props.id(), 4);
-  }
-  H5Handle ds(H5Dcreate2(id(), dataset.c_str(), file_type, space.id(), H5P_DEFAULT, props.id(), H5P_DEFAULT), H5Dclose);
-  if (ds.id() < 0) throw InputError(fmt::format("{}: cannot create dataset \"{}\"", path_, dataset));
-  if (shape_numel(dims) > 0 && H5Dwrite(ds.id(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
-    throw InputError(fmt::format("{}: cannot write dataset \"{}\"", path_, dataset));
+  // No dims: a scalar.
+  H5Handle space(io_check_id(d.empty() ? H5Screate(H5S_SCALAR) : H5Screate_simple(static_cast<int>(d.size()), d.data(), nullptr),
+                             path_, fmt::format("make the dataspace of \"{}\"", dataset)),
+                 H5Sclose);
+  H5Handle props = dataset_properties(d, chunk_rows, true, path_, dataset);
+  H5Handle ds(io_check_id(H5Dcreate2(id(), dataset.c_str(), file_type, space.id(), H5P_DEFAULT, props.id(), H5P_DEFAULT),
+                          path_, fmt::format("create dataset \"{}\"", dataset)),
+              H5Dclose);
+  if (shape_numel(dims) > 0)
+    io_check(H5Dwrite(ds.id(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), path_, fmt::format("write dataset \"{}\"", dataset));
+  io_check(ds.close(), path_, fmt::format("close dataset \"{}\"", dataset));
 }
 
 void H5File::write_float(const std::string& dataset, const Shape& dims, const float* data, int64_t chunk_rows) {
@@ -150,7 +213,7 @@ void H5File::write_int32(const std::string& dataset, const Shape& dims, const in
 void H5File::write_double(const std::string& dataset, const Shape& dims, const double* data) {
   write_raw(dataset, dims, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, data, 0);
 }
-void H5File::flush() { H5Fflush(id(), H5F_SCOPE_GLOBAL); }
+void H5File::flush() { io_check(H5Fflush(id(), H5F_SCOPE_GLOBAL), path_, "flush the file"); }
 
 }  // namespace divprune
 
@@ -163,11 +226,11 @@ namespace {
 // IEEE half as h5py builds it (h5t.pyx): a copy of float32 with 1-5-10 fields and bias 15.
 hid_t half_type() {
   static hid_t type = [] {
-    hid_t t = H5Tcopy(H5T_IEEE_F32LE);
-    H5Tset_fields(t, 15, 10, 5, 0, 10);
-    H5Tset_size(t, 2);
-    H5Tset_ebias(t, 15);
-    H5Tlock(t);
+    hid_t t = lib_check_id(H5Tcopy(H5T_IEEE_F32LE), "H5Tcopy (half type)");
+    lib_check(H5Tset_fields(t, 15, 10, 5, 0, 10), "H5Tset_fields (half type)");
+    lib_check(H5Tset_size(t, 2), "H5Tset_size (half type)");
+    lib_check(H5Tset_ebias(t, 15), "H5Tset_ebias (half type)");
+    lib_check(H5Tlock(t), "H5Tlock (half type)");
     return t;
   }();
   return type;
@@ -204,9 +267,9 @@ H5Handle open_object(hid_t file, const std::string& path, const std::string& fil
 }
 
 H5Handle string_type() {
-  H5Handle t(H5Tcopy(H5T_C_S1), H5Tclose);
-  H5Tset_size(t.id(), H5T_VARIABLE);
-  H5Tset_cset(t.id(), H5T_CSET_UTF8);
+  H5Handle t(lib_check_id(H5Tcopy(H5T_C_S1), "H5Tcopy (string type)"), H5Tclose);
+  lib_check(H5Tset_size(t.id(), H5T_VARIABLE), "H5Tset_size (string type)");
+  lib_check(H5Tset_cset(t.id(), H5T_CSET_UTF8), "H5Tset_cset (string type)");
   return t;
 }
 
@@ -250,75 +313,52 @@ void H5File::write_uint8(const std::string& dataset, const Shape& dims, const ui
 }
 
 void H5File::write_scalar(const std::string& dataset, double value) {
-  ensure_parent_groups(id(), dataset);
-  if (exists(dataset)) H5Ldelete(id(), dataset.c_str(), H5P_DEFAULT);
-  H5Handle space(H5Screate(H5S_SCALAR), H5Sclose);
-  H5Handle ds(H5Dcreate2(id(), dataset.c_str(), H5T_IEEE_F64LE, space.id(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-              H5Dclose);
-  if (ds.id() < 0 || H5Dwrite(ds.id(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, &value) < 0)
-    throw InputError(fmt::format("{}: cannot write dataset \"{}\"", path_, dataset));
+  write_raw(dataset, {}, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, &value, 0);
 }
 
 void H5File::write_scalar_int(const std::string& dataset, int64_t value) {
-  ensure_parent_groups(id(), dataset);
-  if (exists(dataset)) H5Ldelete(id(), dataset.c_str(), H5P_DEFAULT);
-  H5Handle space(H5Screate(H5S_SCALAR), H5Sclose);
-  H5Handle ds(H5Dcreate2(id(), dataset.c_str(), H5T_STD_I64LE, space.id(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-              H5Dclose);
-  if (ds.id() < 0 || H5Dwrite(ds.id(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &value) < 0)
-    throw InputError(fmt::format("{}: cannot write dataset \"{}\"", path_, dataset));
+  write_raw(dataset, {}, H5T_NATIVE_INT64, H5T_STD_I64LE, &value, 0);
 }
 
 void H5File::write_strings(const std::string& dataset, const std::vector<std::string>& values) {
-  ensure_parent_groups(id(), dataset);
-  if (exists(dataset)) H5Ldelete(id(), dataset.c_str(), H5P_DEFAULT);
-  hsize_t n = values.size();
-  H5Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose);
   H5Handle type = string_type();
-  H5Handle ds(H5Dcreate2(id(), dataset.c_str(), type.id(), space.id(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
-  if (ds.id() < 0) throw InputError(fmt::format("{}: cannot create dataset \"{}\"", path_, dataset));
   std::vector<const char*> pointers;
   for (const auto& v : values) pointers.push_back(v.c_str());
-  if (n > 0 && H5Dwrite(ds.id(), type.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, pointers.data()) < 0)
-    throw InputError(fmt::format("{}: cannot write dataset \"{}\"", path_, dataset));
+  write_raw(dataset, {static_cast<int64_t>(values.size())}, type.id(), type.id(), pointers.data(), 0);
 }
 
 std::vector<std::string> H5File::read_strings(const std::string& dataset) const {
   const Shape d = dims(dataset);
   if (d.size() != 1) throw InputError(fmt::format("{}: \"{}\" is not a 1-D string array", path_, dataset));
+  const std::string what = fmt::format("read strings \"{}\"", dataset);
   H5Handle ds(H5Dopen2(id(), dataset.c_str(), H5P_DEFAULT), H5Dclose);
+  read_check(ds.id() < 0 ? -1 : 0, path_, what);
   H5Handle type = string_type();
   std::vector<char*> pointers(static_cast<size_t>(d[0]), nullptr);
-  if (d[0] > 0 && H5Dread(ds.id(), type.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, pointers.data()) < 0)
-    throw InputError(fmt::format("{}: cannot read strings \"{}\"", path_, dataset));
+  if (d[0] > 0) read_check(H5Dread(ds.id(), type.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, pointers.data()), path_, what);
   std::vector<std::string> out;
   for (char* p : pointers) out.emplace_back(p != nullptr ? p : "");
   if (d[0] > 0) {
     H5Handle space(H5Dget_space(ds.id()), H5Sclose);
-    H5Dvlen_reclaim(type.id(), space.id(), H5P_DEFAULT, pointers.data());
+    read_check(space.id() < 0 ? -1 : 0, path_, what);
+    read_check(H5Dvlen_reclaim(type.id(), space.id(), H5P_DEFAULT, pointers.data()), path_, what);
   }
   return out;
 }
 
 void H5File::create_dataset(const std::string& dataset, H5Type type, const Shape& dims, int64_t chunk_rows,
                             bool compress) {
-  ensure_parent_groups(id(), dataset);
-  if (exists(dataset)) H5Ldelete(id(), dataset.c_str(), H5P_DEFAULT);
+  ensure_parent_groups(id(), path_, dataset);
+  unlink_if_exists(*this, dataset);
   std::vector<hsize_t> d(dims.begin(), dims.end());
-  H5Handle space(H5Screate_simple(static_cast<int>(d.size()), d.data(), nullptr), H5Sclose);
-  H5Handle props(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
-  if (chunk_rows > 0 && !d.empty() && shape_numel(dims) > 0) {
-    std::vector<hsize_t> chunk = d;
-    chunk[0] = std::min<hsize_t>(d[0], static_cast<hsize_t>(chunk_rows));
-    H5Pset_chunk(props.id(), static_cast<int>(chunk.size()), chunk.data());
-    if (compress) {
-      H5Pset_shuffle(props.id());
-      H5Pset_deflate(props.id(), 4);
-    }
-  }
-  H5Handle ds(H5Dcreate2(id(), dataset.c_str(), file_type(type), space.id(), H5P_DEFAULT, props.id(), H5P_DEFAULT),
+  H5Handle space(io_check_id(H5Screate_simple(static_cast<int>(d.size()), d.data(), nullptr), path_,
+                             fmt::format("make the dataspace of \"{}\"", dataset)),
+                 H5Sclose);
+  H5Handle props = dataset_properties(d, chunk_rows, compress, path_, dataset);
+  H5Handle ds(io_check_id(H5Dcreate2(id(), dataset.c_str(), file_type(type), space.id(), H5P_DEFAULT, props.id(), H5P_DEFAULT),
+                          path_, fmt::format("create dataset \"{}\"", dataset)),
               H5Dclose);
-  if (ds.id() < 0) throw InputError(fmt::format("{}: cannot create dataset \"{}\"", path_, dataset));
+  io_check(ds.close(), path_, fmt::format("close dataset \"{}\"", dataset));
 }
 
 namespace {
@@ -326,18 +366,22 @@ namespace {
 struct RowSlab {
   H5Handle file_space, mem_space;
 };
+// Failures of the dataspace calls are the library's (the dataset was opened): InternalError.
 RowSlab row_slab(hid_t ds, int64_t row0, int64_t rows, const std::string& where) {
-  RowSlab s{H5Handle(H5Dget_space(ds), H5Sclose), H5Handle()};
+  RowSlab s{H5Handle(lib_check_id(H5Dget_space(ds), "H5Dget_space"), H5Sclose), H5Handle()};
   const int rank = H5Sget_simple_extent_ndims(s.file_space.id());
-  std::vector<hsize_t> d(static_cast<size_t>(std::max(rank, 0)));
-  H5Sget_simple_extent_dims(s.file_space.id(), d.data(), nullptr);
+  lib_check(rank, "H5Sget_simple_extent_ndims");
+  std::vector<hsize_t> d(static_cast<size_t>(rank));
+  lib_check(H5Sget_simple_extent_dims(s.file_space.id(), d.data(), nullptr), "H5Sget_simple_extent_dims");
   if (d.empty() || row0 < 0 || rows < 0 || static_cast<hsize_t>(row0 + rows) > d[0])
     throw InputError(fmt::format("{}: rows [{}, {}) outside the dataset", where, row0, row0 + rows));
   std::vector<hsize_t> start(d.size(), 0), count = d;
   start[0] = static_cast<hsize_t>(row0);
   count[0] = static_cast<hsize_t>(rows);
-  H5Sselect_hyperslab(s.file_space.id(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr);
-  s.mem_space = H5Handle(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr), H5Sclose);
+  lib_check(H5Sselect_hyperslab(s.file_space.id(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr),
+            "H5Sselect_hyperslab");
+  s.mem_space = H5Handle(lib_check_id(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr), "H5Screate_simple"),
+                         H5Sclose);
   return s;
 }
 }  // namespace
@@ -347,8 +391,9 @@ void H5File::write_rows(const std::string& dataset, H5Type type, int64_t row0, i
   H5Handle ds(H5Dopen2(id(), dataset.c_str(), H5P_DEFAULT), H5Dclose);
   if (ds.id() < 0) throw InputError(fmt::format("{}: missing dataset \"{}\"", path_, dataset));
   RowSlab slab = row_slab(ds.id(), row0, rows, path_ + ":" + dataset);
-  if (H5Dwrite(ds.id(), mem_type(type), slab.mem_space.id(), slab.file_space.id(), H5P_DEFAULT, data) < 0)
-    throw InputError(fmt::format("{}: cannot write rows of \"{}\"", path_, dataset));
+  io_check(H5Dwrite(ds.id(), mem_type(type), slab.mem_space.id(), slab.file_space.id(), H5P_DEFAULT, data), path_,
+           fmt::format("write rows of \"{}\"", dataset));
+  io_check(ds.close(), path_, fmt::format("close dataset \"{}\"", dataset));
 }
 
 void H5File::read_rows(const std::string& dataset, H5Type type, int64_t row0, int64_t rows, void* out) const {
@@ -362,31 +407,33 @@ void H5File::read_rows(const std::string& dataset, H5Type type, int64_t row0, in
 
 void H5File::create_group(const std::string& group) {
   if (group.empty() || group == "/" || exists(group)) return;
-  ensure_parent_groups(id(), group + "/x");
+  ensure_parent_groups(id(), path_, group + "/x");
 }
 
-void H5File::remove(const std::string& name) {
-  if (exists(name)) H5Ldelete(id(), name.c_str(), H5P_DEFAULT);
-}
+void H5File::remove(const std::string& name) { unlink_if_exists(*this, name); }
 
 bool H5File::is_group(const std::string& name) const {
   if (name != "/" && !exists(name)) return false;
   H5O_info_t info;
-  if (H5Oget_info_by_name(id(), name.c_str(), &info, H5P_DEFAULT) < 0) return false;
+  read_check(H5Oget_info_by_name(id(), name.c_str(), &info, H5P_DEFAULT), path_, fmt::format("inspect \"{}\"", name));
   return info.type == H5O_TYPE_GROUP;
 }
 
 std::vector<std::string> H5File::children(const std::string& group) const {
   std::vector<std::string> out;
   if (!is_group(group)) return out;
+  const std::string what = fmt::format("list group \"{}\"", group);
   H5Handle g(H5Gopen2(id(), group.c_str(), H5P_DEFAULT), H5Gclose);
+  read_check(g.id() < 0 ? -1 : 0, path_, what);
   H5G_info_t info;
-  H5Gget_info(g.id(), &info);
+  read_check(H5Gget_info(g.id(), &info), path_, what);
   for (hsize_t i = 0; i < info.nlinks; ++i) {
     const ssize_t size = H5Lget_name_by_idx(g.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
-    if (size < 0) continue;
+    read_check(size < 0 ? -1 : 0, path_, what);
     std::string name(static_cast<size_t>(size), '\0');
-    H5Lget_name_by_idx(g.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size() + 1, H5P_DEFAULT);
+    read_check(H5Lget_name_by_idx(g.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size() + 1, H5P_DEFAULT) < 0
+                   ? -1 : 0,
+               path_, what);
     out.push_back(name);
   }
   return out;
@@ -397,13 +444,17 @@ namespace {
 // else a 1-D array of `count` values.
 void replace_attr(hid_t file, const std::string& path, const std::string& object, const std::string& name,
                   hid_t file_type, hid_t mem_type, const void* data, int64_t count) {
+  const std::string what = fmt::format("write attribute {}@{}", object, name);
   H5Handle obj = open_object(file, object, path);
-  if (H5Aexists(obj.id(), name.c_str()) > 0) H5Adelete(obj.id(), name.c_str());
+  const htri_t there = H5Aexists(obj.id(), name.c_str());
+  io_check(there, path, what);
+  if (there > 0) io_check(H5Adelete(obj.id(), name.c_str()), path, what);
   const hsize_t n = count < 0 ? 0 : static_cast<hsize_t>(count);
-  H5Handle space(count < 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &n, nullptr), H5Sclose);
-  H5Handle attr(H5Acreate2(obj.id(), name.c_str(), file_type, space.id(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
-  if (attr.id() < 0 || (count != 0 && H5Awrite(attr.id(), mem_type, data) < 0))
-    throw InputError(fmt::format("{}: cannot write attribute {}@{}", path, object, name));
+  H5Handle space(io_check_id(count < 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &n, nullptr), path, what), H5Sclose);
+  H5Handle attr(io_check_id(H5Acreate2(obj.id(), name.c_str(), file_type, space.id(), H5P_DEFAULT, H5P_DEFAULT), path, what),
+                H5Aclose);
+  if (count != 0) io_check(H5Awrite(attr.id(), mem_type, data), path, what);
+  io_check(attr.close(), path, what);
 }
 }  // namespace
 
@@ -428,7 +479,9 @@ void H5File::set_attr(const std::string& object, const std::string& name, const 
 
 bool H5File::has_attr(const std::string& object, const std::string& name) const {
   if (object != "/" && !exists(object)) return false;
-  return H5Aexists_by_name(id(), object.c_str(), name.c_str(), H5P_DEFAULT) > 0;
+  const htri_t there = H5Aexists_by_name(id(), object.c_str(), name.c_str(), H5P_DEFAULT);
+  read_check(there, path_, fmt::format("look up attribute {}@{}", object, name));
+  return there > 0;
 }
 
 namespace {
@@ -440,22 +493,26 @@ H5Handle open_attr(hid_t file, const std::string& object, const std::string& nam
 }  // namespace
 
 std::string H5File::attr_string(const std::string& object, const std::string& name) const {
+  const std::string what = fmt::format("read attribute {}@{}", object, name);
   H5Handle attr = open_attr(id(), object, name, path_);
   H5Handle type(H5Aget_type(attr.id()), H5Tclose);
+  read_check(type.id() < 0 ? -1 : 0, path_, what);
   if (H5Tget_class(type.id()) != H5T_STRING)
     throw InputError(fmt::format("{}: attribute {}@{} is not a string", path_, object, name));
-  if (H5Tis_variable_str(type.id()) > 0) {
+  const htri_t variable = H5Tis_variable_str(type.id());
+  read_check(variable, path_, what);
+  if (variable > 0) {
     H5Handle mem = string_type();
     char* value = nullptr;
-    if (H5Aread(attr.id(), mem.id(), &value) < 0)
-      throw InputError(fmt::format("{}: cannot read attribute {}@{}", path_, object, name));
+    read_check(H5Aread(attr.id(), mem.id(), &value), path_, what);
     std::string out = value != nullptr ? value : "";
-    H5free_memory(value);
+    read_check(H5free_memory(value), path_, what);
     return out;
   }
   const size_t size = H5Tget_size(type.id());
+  read_check(size == 0 ? -1 : 0, path_, what);
   std::string out(size, '\0');
-  H5Aread(attr.id(), type.id(), out.data());
+  read_check(H5Aread(attr.id(), type.id(), out.data()), path_, what);
   out.resize(out.find('\0') == std::string::npos ? size : out.find('\0'));
   return out;
 }
@@ -479,7 +536,9 @@ double H5File::attr_double(const std::string& object, const std::string& name) c
 std::vector<double> H5File::attr_doubles(const std::string& object, const std::string& name) const {
   H5Handle attr = open_attr(id(), object, name, path_);
   H5Handle space(H5Aget_space(attr.id()), H5Sclose);
+  read_check(space.id() < 0 ? -1 : 0, path_, fmt::format("read attribute {}@{}", object, name));
   const hssize_t n = H5Sget_simple_extent_npoints(space.id());
+  read_check(n < 0 ? -1 : 0, path_, fmt::format("read attribute {}@{}", object, name));
   std::vector<double> out(static_cast<size_t>(std::max<hssize_t>(n, 0)));
   if (n > 0 && H5Aread(attr.id(), H5T_NATIVE_DOUBLE, out.data()) < 0)
     throw InputError(fmt::format("{}: attribute {}@{} is not numeric", path_, object, name));
@@ -488,14 +547,17 @@ std::vector<double> H5File::attr_doubles(const std::string& object, const std::s
 
 std::vector<std::string> H5File::attr_names(const std::string& object) const {
   H5Handle obj = open_object(id(), object, path_);
+  const std::string what = fmt::format("list the attributes of \"{}\"", object);
   H5O_info_t info;
-  H5Oget_info(obj.id(), &info);
+  read_check(H5Oget_info(obj.id(), &info), path_, what);
   std::vector<std::string> out;
   for (hsize_t i = 0; i < info.num_attrs; ++i) {
     const ssize_t size = H5Aget_name_by_idx(obj.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
-    if (size < 0) continue;
+    read_check(size < 0 ? -1 : 0, path_, what);
     std::string name(static_cast<size_t>(size), '\0');
-    H5Aget_name_by_idx(obj.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size() + 1, H5P_DEFAULT);
+    read_check(H5Aget_name_by_idx(obj.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size() + 1, H5P_DEFAULT) < 0
+                   ? -1 : 0,
+               path_, what);
     out.push_back(name);
   }
   return out;

@@ -1,6 +1,9 @@
 #pragma once
 // A thin RAII layer over the HDF5 C API: open/create files and groups, read and write whole numeric datasets
-// and strings. HDF5's own error printing is switched off; failures become InputError naming file and dataset.
+// and strings. HDF5's own error printing is switched off. Every HDF5 return value is checked: failures to open a
+// file or to read what should be there become InputError (the file is not what the user said it was); failures
+// to create, write, delete, flush or close become IoError (core/errors.hpp), both naming file and object.
+// Close a file written to with close(): the destructor closes too, but can only log a failure.
 #include <hdf5.h>
 
 #include <cstdint>
@@ -30,10 +33,15 @@ class H5Handle {
   H5Handle(const H5Handle&) = delete;
   H5Handle& operator=(const H5Handle&) = delete;
   hid_t id() const { return id_; }
-  void reset() {
-    if (id_ >= 0 && close_ != nullptr) close_(id_);
+  // Closes the handle and returns the close function's result (0 when there is nothing to close); the caller
+  // checks it. Used where a failed close means lost data (files, datasets written to).
+  herr_t close() {
+    const herr_t rc = id_ >= 0 && close_ != nullptr ? close_(id_) : 0;
     id_ = -1;
+    return rc;
   }
+  // Closes without throwing (destructors, moves): a failure is logged.
+  void reset() noexcept;
 
  private:
   hid_t id_ = -1;
@@ -50,6 +58,8 @@ size_t h5_type_size(H5Type type);
 class H5File {
  public:
   H5File(const std::filesystem::path& path, H5Mode mode);
+  // Closes the file (HDF5 writes its metadata cache here): IoError on failure. The object is unusable after.
+  void close();
   hid_t id() const { return file_.id(); }
   const std::string& path() const { return path_; }
   bool exists(const std::string& name) const;  // a dataset or group path, e.g. "tokenizer/text_0"

@@ -1,5 +1,6 @@
 // divprune: entry point. Initialises MPI, parses the subcommand, runs it on every rank and turns errors into
-// exit codes: 2 for bad input (one line naming the file or key), 1 for internal failures. An error raised on
+// exit codes: 2 for bad input (one line naming the file or key), 3 for output I/O failures (core/errors.hpp:
+// IoError), 1 for internal failures. An error raised on
 // one rank only (outside a collective step) aborts the whole job, so no rank is left hanging.
 #include <mpi.h>
 
@@ -97,8 +98,8 @@ int main(int argc, char** argv) {
     }
   } catch (const std::exception& e) {
     print_error(e.what());
-    if (world_size > 1) MPI_Abort(MPI_COMM_WORLD, 1);
-    code = 1;
+    code = exit_code_for(e);  // IoError: 3, anything else: 1
+    if (world_size > 1) MPI_Abort(MPI_COMM_WORLD, code);
   }
   free_topology(topology);
   return finish(code);

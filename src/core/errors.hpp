@@ -1,8 +1,10 @@
 #pragma once
-// One error header for the whole project. Two kinds of failure exist:
+// One error header for the whole project. Three kinds of failure exist:
 //  - InputError: the user's input is wrong (a path, a file's contents, a config key, a plan). The CLI prints
 //    the message on one line and exits with code 2. Messages name the file or key and what was expected.
-//  - InternalError: a broken invariant or a failed library call (MPI, CUDA, cuBLAS, NCCL, HDF5). Exit 1.
+//  - IoError: writing an output failed (creating, writing, flushing or closing an HDF5 object of the run
+//    archive: a full disk, a lost file system). Not the user's input, not a broken invariant. Exit 3.
+//  - InternalError: a broken invariant or a failed library call (MPI, CUDA, cuBLAS, NCCL). Exit 1.
 // Both carry the rank that raised them so that a message from a multi-rank run says where it came from.
 // Nothing calls exit() inside the library: other ranks would hang in collectives. main() catches and,
 // under MPI, aborts the whole job.
@@ -21,8 +23,20 @@ class InternalError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+class IoError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Process exit codes of the error kinds (src/cli/main.cpp, parallel/topology.hpp: collective_step).
+inline constexpr int kExitInternal = 1;
+inline constexpr int kExitInput = 2;
+inline constexpr int kExitIo = 3;
+// The exit code of an exception: kExitInput for InputError, kExitIo for IoError, kExitInternal otherwise.
+int exit_code_for(const std::exception& e);
+
 // An error every rank of a communicator agreed on (parallel/topology.hpp: collective_step). main() prints it
-// once, on the coordinator, and every rank exits with `exit_code` (2 for input errors, 1 otherwise).
+// once, on the coordinator, and every rank exits with `exit_code` (exit_code_for of the original error).
 class CollectiveError : public std::runtime_error {
  public:
   CollectiveError(const std::string& message, int exit_code) : std::runtime_error(message), exit_code_(exit_code) {}

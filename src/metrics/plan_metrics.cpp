@@ -68,6 +68,26 @@ double accuracy(const std::vector<int32_t>& pred, const std::vector<int32_t>& an
   return static_cast<double>(right) / static_cast<double>(answer.size());
 }
 
+// The summary metric of each level of kPercentileLevels.
+constexpr std::array<SummaryMetric, kPercentileLevels.size()> kKlPercentileMetrics = {
+    SummaryMetric::KlP100, SummaryMetric::KlP99_9, SummaryMetric::KlP99, SummaryMetric::KlP95,
+    SummaryMetric::KlP90,  SummaryMetric::KlP50,   SummaryMetric::KlP10, SummaryMetric::KlP5,
+    SummaryMetric::KlP1,   SummaryMetric::KlP0_1,  SummaryMetric::KlP0};
+
+// The eight multiple-choice metrics of one way of choosing (by the sum or by the mean log-prob).
+struct McMetrics {
+  SummaryMetric accuracy, base_accuracy, flips_correct_to_wrong, flips_wrong_to_correct, flips_total,
+      rate_correct_to_wrong, rate_wrong_to_correct, rate_total;
+};
+constexpr McMetrics kMcBySum = {SummaryMetric::McAccuracySum,          SummaryMetric::McBaseAccuracySum,
+                                SummaryMetric::McFlipsSumCorrectToWrong, SummaryMetric::McFlipsSumWrongToCorrect,
+                                SummaryMetric::McFlipsSumTotal,          SummaryMetric::McFlipRateSumCorrectToWrong,
+                                SummaryMetric::McFlipRateSumWrongToCorrect, SummaryMetric::McFlipRateSumTotal};
+constexpr McMetrics kMcByMean = {SummaryMetric::McAccuracyMean,          SummaryMetric::McBaseAccuracyMean,
+                                 SummaryMetric::McFlipsMeanCorrectToWrong, SummaryMetric::McFlipsMeanWrongToCorrect,
+                                 SummaryMetric::McFlipsMeanTotal,          SummaryMetric::McFlipRateMeanCorrectToWrong,
+                                 SummaryMetric::McFlipRateMeanWrongToCorrect, SummaryMetric::McFlipRateMeanTotal};
+
 double perplexity_of(const std::vector<double>& nll) {
   if (nll.empty()) return std::nan("");
   double s = 0.0;
@@ -77,10 +97,10 @@ double perplexity_of(const std::vector<double>& nll) {
 
 }  // namespace
 
-std::vector<SummaryEntry> summarize_base(const EvalSet& set, const BaseOutputs& base) {
-  std::vector<SummaryEntry> out;
-  out.push_back({"perplexity", perplexity_of(base.nll), "1", "exp(mean NLL) of the base model over the perplexity tokens"});
-  out.push_back({"tokens", static_cast<double>(base.nll.size()), "tokens", "scored perplexity tokens"});
+Summary summarize_base(const EvalSet& set, const BaseOutputs& base) {
+  Summary out;
+  out.set(SummaryMetric::Perplexity, perplexity_of(base.nll));
+  out.set(SummaryMetric::Tokens, static_cast<double>(base.nll.size()));
   const int64_t n = set.continuation;
   double agree = 0.0;
   for (size_t p = 0; p < set.prompts.size(); ++p)
@@ -88,17 +108,12 @@ std::vector<SummaryEntry> summarize_base(const EvalSet& set, const BaseOutputs& 
         divergent_tokens(std::span<const int32_t>(base.continuation.data() + p * n, static_cast<size_t>(n)),
                          std::span<const int32_t>(base.tf_argmax.data() + p * n, static_cast<size_t>(n)))
             .fdt);
-  out.push_back({"tf_fdt_mean", set.prompts.empty() ? std::nan("") : agree / static_cast<double>(set.prompts.size()),
-                 "tokens",
-                 "mean FDT of the base model's teacher-forced argmax against its own incremental greedy continuation "
-                 "(N unless near-ties resolve differently in the two computations)"});
+  out.set(SummaryMetric::TfFdtMean, set.prompts.empty() ? std::nan("") : agree / static_cast<double>(set.prompts.size()));
   std::vector<int32_t> by_sum, by_mean;
   mc_predictions(set, base.mc_logprob, by_sum, by_mean);
-  out.push_back({"mc_accuracy_sum", accuracy(by_sum, set.mc_answer), "1",
-                 "multiple-choice accuracy, choosing by the sum of the choice tokens' log-probs"});
-  out.push_back({"mc_accuracy_mean", accuracy(by_mean, set.mc_answer), "1",
-                 "multiple-choice accuracy, choosing by the mean log-prob per choice token (length-normalised)"});
-  out.push_back({"mc_items", static_cast<double>(set.mc_answer.size()), "items", "multiple-choice items"});
+  out.set(SummaryMetric::McAccuracySum, accuracy(by_sum, set.mc_answer));
+  out.set(SummaryMetric::McAccuracyMean, accuracy(by_mean, set.mc_answer));
+  out.set(SummaryMetric::McItems, static_cast<double>(set.mc_answer.size()));
   return out;
 }
 
@@ -128,60 +143,51 @@ PlanComparison compare_to_base(const EvalSet& set, const BaseOutputs& base, cons
   mc_predictions(set, base.mc_logprob, base_sum, base_mean);
   mc_predictions(set, plan.mc_logprob, c.pred_sum, c.pred_mean);
 
-  auto& s = c.summary;
+  using M = SummaryMetric;
+  Summary& s = c.summary;
   const double base_ppl = perplexity_of(base.nll);
   const double ppl = perplexity_of(plan.nll);
-  s.push_back({"perplexity", ppl, "1", "exp(mean NLL) over the perplexity tokens"});
-  s.push_back({"perplexity_ratio", ppl / base_ppl, "1", "perplexity / base perplexity"});
-  s.push_back({"tokens", static_cast<double>(tokens), "tokens", "scored perplexity tokens"});
+  s.set(M::Perplexity, ppl);
+  s.set(M::PerplexityRatio, ppl / base_ppl);
+  s.set(M::Tokens, static_cast<double>(tokens));
   const SampleSummary kl = summarize(plan.kl);
-  s.push_back({"kl_mean", kl.mean, "nats", "mean per-token KL(base || compressed) over the kept tokens"});
-  s.push_back({"kl_stderr", kl.stderr_, "nats", "standard error of kl_mean (sample std / sqrt(n))"});
-  s.push_back({"kl_std", kl.std, "nats", "sample standard deviation of the per-token KL"});
-  s.push_back({"kl_tokens", static_cast<double>(kl.count), "tokens", "tokens with stored base log-probs (KL sample size)"});
-  for (size_t i = 0; i < kPercentileLevels.size(); ++i)
-    s.push_back({"kl_" + percentile_name(kPercentileLevels[i]), kl.percentiles[i], "nats",
-                 fmt::format("{}th percentile of the per-token KL (linear interpolation)", kPercentileLevels[i])});
-  s.push_back({"same_top1_rate", tokens ? static_cast<double>(same) / static_cast<double>(tokens) : std::nan(""), "1",
-               "share of perplexity tokens whose argmax equals the base argmax (ties -> lower id)"});
+  s.set(M::KlMean, kl.mean);
+  s.set(M::KlStderr, kl.stderr_);
+  s.set(M::KlStd, kl.std);
+  s.set(M::KlTokens, static_cast<double>(kl.count));
+  for (size_t i = 0; i < kPercentileLevels.size(); ++i) s.set(kKlPercentileMetrics[i], kl.percentiles[i]);
+  s.set(M::SameTop1Rate, tokens ? static_cast<double>(same) / static_cast<double>(tokens) : std::nan(""));
   const SampleSummary dp = summarize(c.dp);
-  s.push_back({"dp_mean", dp.mean, "probability", "mean of p_c(correct token) - p_b(correct token)"});
-  s.push_back({"dp_rms", dp.rms, "probability", "root mean square of the per-token delta p"});
-  s.push_back({"dp_stderr", dp.stderr_, "probability", "standard error of dp_mean"});
+  s.set(M::DpMean, dp.mean);
+  s.set(M::DpRms, dp.rms);
+  s.set(M::DpStderr, dp.stderr_);
   std::vector<double> fdt(c.fdt.begin(), c.fdt.end());
   const SampleSummary f = summarize(fdt);
   const SampleSummary sd = summarize(c.sdt);
   int64_t reach = 0;
   for (int32_t v : c.fdt) reach += v == n;
-  s.push_back({"fdt_mean", f.mean, "tokens", "mean first divergent token position (N when none diverges)"});
-  s.push_back({"fdt_median", f.percentiles[5], "tokens", "median first divergent token position"});
-  s.push_back({"fdt_reach_n_rate", set.prompts.empty() ? std::nan("") : static_cast<double>(reach) / static_cast<double>(set.prompts.size()),
-               "1", "share of prompts with no divergent token (FDT = N)"});
-  s.push_back({"sdt_mean", sd.mean, "1", "mean share of divergent tokens per prompt"});
-  s.push_back({"sdt_median", sd.percentiles[5], "1", "median share of divergent tokens per prompt"});
-  s.push_back({"prompts", static_cast<double>(set.prompts.size()), "prompts", "greedy-continuation prompts"});
-  s.push_back({"continuation_tokens", static_cast<double>(n), "tokens", "N: base greedy tokens per prompt"});
-  s.push_back({"mc_items", static_cast<double>(set.mc_answer.size()), "items", "multiple-choice items"});
-  auto flips = [&](const char* key, const char* how, const std::vector<int32_t>& bp, const std::vector<int32_t>& cp) {
+  s.set(M::FdtMean, f.mean);
+  s.set(M::FdtMedian, f.percentiles[5]);
+  s.set(M::FdtReachNRate,
+        set.prompts.empty() ? std::nan("") : static_cast<double>(reach) / static_cast<double>(set.prompts.size()));
+  s.set(M::SdtMean, sd.mean);
+  s.set(M::SdtMedian, sd.percentiles[5]);
+  s.set(M::Prompts, static_cast<double>(set.prompts.size()));
+  s.set(M::ContinuationTokens, static_cast<double>(n));
+  s.set(M::McItems, static_cast<double>(set.mc_answer.size()));
+  auto flips = [&](const McMetrics& m, const std::vector<int32_t>& bp, const std::vector<int32_t>& cp) {
     const FlipCounts fc = count_flips(set.mc_answer, bp, cp);
-    s.push_back({fmt::format("mc_accuracy_{}", key), accuracy(cp, set.mc_answer), "1",
-                 fmt::format("multiple-choice accuracy choosing by {}", how)});
-    s.push_back({fmt::format("mc_base_accuracy_{}", key), accuracy(bp, set.mc_answer), "1",
-                 fmt::format("base model's multiple-choice accuracy choosing by {}", how)});
-    s.push_back({fmt::format("mc_flips_{}_correct_to_wrong", key), static_cast<double>(fc.correct_to_wrong), "items",
-                 fmt::format("items the base got right and the compressed model wrong ({})", how)});
-    s.push_back({fmt::format("mc_flips_{}_wrong_to_correct", key), static_cast<double>(fc.wrong_to_correct), "items",
-                 fmt::format("items the base got wrong and the compressed model right ({})", how)});
-    s.push_back({fmt::format("mc_flips_{}_total", key), static_cast<double>(fc.total()), "items",
-                 fmt::format("flips in either direction ({})", how)});
-    s.push_back({fmt::format("mc_flip_rate_{}_correct_to_wrong", key), fc.rate(fc.correct_to_wrong), "1",
-                 "correct-to-wrong flips / items"});
-    s.push_back({fmt::format("mc_flip_rate_{}_wrong_to_correct", key), fc.rate(fc.wrong_to_correct), "1",
-                 "wrong-to-correct flips / items"});
-    s.push_back({fmt::format("mc_flip_rate_{}_total", key), fc.rate(fc.total()), "1", "flips / items"});
+    s.set(m.accuracy, accuracy(cp, set.mc_answer));
+    s.set(m.base_accuracy, accuracy(bp, set.mc_answer));
+    s.set(m.flips_correct_to_wrong, static_cast<double>(fc.correct_to_wrong));
+    s.set(m.flips_wrong_to_correct, static_cast<double>(fc.wrong_to_correct));
+    s.set(m.flips_total, static_cast<double>(fc.total()));
+    s.set(m.rate_correct_to_wrong, fc.rate(fc.correct_to_wrong));
+    s.set(m.rate_wrong_to_correct, fc.rate(fc.wrong_to_correct));
+    s.set(m.rate_total, fc.rate(fc.total()));
   };
-  flips("sum", "the sum of the choice tokens' log-probs", base_sum, c.pred_sum);
-  flips("mean", "the mean log-prob per choice token (length-normalised)", base_mean, c.pred_mean);
+  flips(kMcBySum, base_sum, c.pred_sum);
+  flips(kMcByMean, base_mean, c.pred_mean);
   return c;
 }
 

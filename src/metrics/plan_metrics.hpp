@@ -1,13 +1,14 @@
 #pragma once
 // What a replica computes for one plan (PlanOutputs), what the baseline stored about the base model
 // (BaseOutputs), and the comparison of the two (compare_to_base), which the coordinator runs before it
-// archives a plan. The summary entries carry their own units and descriptions: the archive writes them as
-// scalar datasets of /plans/<id>/summary.
+// archives a plan. The summaries are metrics/summary.hpp tables (enum-indexed; names, units and descriptions
+// from kSummaryMetrics): the archive writes them as scalar datasets of /plans/<id>/summary.
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "metrics/eval_data.hpp"
+#include "metrics/summary.hpp"
 #include "parallel/work_queue.hpp"
 
 namespace divprune {
@@ -31,13 +32,6 @@ struct PlanOutputs {
 Bytes serialize(const PlanOutputs& outputs);
 PlanOutputs deserialize_plan_outputs(const Bytes& bytes);
 
-struct SummaryEntry {
-  std::string name;
-  double value = 0.0;
-  std::string units;
-  std::string description;
-};
-
 // Multiple-choice predictions of each item from per-choice log-prob sums: by the sum, and by the sum divided
 // by the choice's token count (length-normalised). Ties -> lower choice index.
 void mc_predictions(const EvalSet& set, const std::vector<double>& logprob, std::vector<int32_t>& by_sum,
@@ -46,7 +40,8 @@ void mc_predictions(const EvalSet& set, const std::vector<double>& logprob, std:
 std::vector<double> mc_mean_logprob(const EvalSet& set, const std::vector<double>& logprob);
 
 // Summary of the base model alone (perplexity, accuracies, teacher-forced agreement with its own continuation).
-std::vector<SummaryEntry> summarize_base(const EvalSet& set, const BaseOutputs& base);
+// Metrics: Perplexity, Tokens, TfFdtMean, McAccuracySum, McAccuracyMean, McItems.
+Summary summarize_base(const EvalSet& set, const BaseOutputs& base);
 
 struct PlanComparison {
   std::vector<uint8_t> same_top1;       // (T) compressed argmax == base argmax
@@ -55,7 +50,7 @@ struct PlanComparison {
   std::vector<double> sdt;              // (P)
   std::vector<int32_t> pred_sum;        // (I)
   std::vector<int32_t> pred_mean;       // (I)
-  std::vector<SummaryEntry> summary;
+  Summary summary;                      // every metric but TfFdtMean
 };
 PlanComparison compare_to_base(const EvalSet& set, const BaseOutputs& base, const PlanOutputs& plan);
 

@@ -39,15 +39,12 @@ void collective_step(MPI_Comm comm, const std::function<void()>& step) {
   CHECK_MPI(MPI_Comm_rank(comm, &rank));
   CHECK_MPI(MPI_Comm_size(comm, &size));
   std::string message;
-  int kind = 0;  // 0 ok, 1 input error, 2 other
+  int kind = 0;  // 0 ok, else the exit code of the error (core/errors.hpp: exit_code_for)
   try {
     step();
-  } catch (const InputError& e) {
-    message = e.what();
-    kind = 1;
   } catch (const std::exception& e) {
     message = e.what();
-    kind = 2;
+    kind = exit_code_for(e);
   }
   // The lowest failing rank speaks for all.
   int failing = kind != 0 ? rank : size;
@@ -60,7 +57,7 @@ void collective_step(MPI_Comm comm, const std::function<void()>& step) {
   if (rank == first) text.assign(message.begin(), message.end());
   CHECK_MPI(MPI_Bcast(text.data(), info[1], MPI_CHAR, first, comm));
   std::string shared(text.begin(), text.end());
-  throw CollectiveError(shared, info[0] == 1 ? 2 : 1);
+  throw CollectiveError(shared, info[0]);
 }
 
 }  // namespace divprune

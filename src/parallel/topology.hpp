@@ -28,7 +28,7 @@ Topology make_topology(int tp);
 void free_topology(Topology& topology);
 
 // Runs `step` on every rank; if it throws on any rank, every rank throws the same CollectiveError (the
-// message of the lowest failing rank; exit code 2 if that one was an InputError, else 1). Use around steps that can fail on a subset
+// message of the lowest failing rank; its exit code: core/errors.hpp exit_code_for). Use around steps that can fail on a subset
 // of ranks (opening files, loading a shard) so that no rank is left waiting in a later collective.
 void collective_step(MPI_Comm comm, const std::function<void()>& step);
 

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "archive/archive.hpp"
+#include "archive/h5.hpp"
 #include "tests/parallel/mpirun.hpp"
 #include "tests/support/assets.hpp"
 

@@ -321,28 +321,27 @@ TEST(CompareToBase, PerTokenAndPerPromptStatisticsMatchTheirFormulas) {
   EXPECT_EQ(c.fdt, (std::vector<int32_t>{4, 1}));
   EXPECT_EQ(c.sdt, (std::vector<double>{0.0, 0.5}));
   EXPECT_EQ(c.pred_sum, (std::vector<int32_t>{1, 2}));
-  std::map<std::string, double> s;
-  for (const auto& e : c.summary) s[e.name] = e.value;
-  EXPECT_NEAR(s["perplexity"], std::exp((0.2 + 1.5 + 3.0 + 0.5 + 2.0) / 5), 1e-12);
-  EXPECT_NEAR(s["kl_mean"], 0.07 / 3, 1e-15);
-  EXPECT_NEAR(s["kl_p100"], 0.04, 1e-15);
-  EXPECT_NEAR(s["kl_p50"], 0.02, 1e-15);
-  EXPECT_DOUBLE_EQ(s["same_top1_rate"], 0.6);
-  EXPECT_DOUBLE_EQ(s["fdt_mean"], 2.5);
-  EXPECT_DOUBLE_EQ(s["fdt_reach_n_rate"], 0.5);
-  EXPECT_DOUBLE_EQ(s["sdt_mean"], 0.25);
+  const Summary& s = c.summary;
+  EXPECT_NEAR(s[SummaryMetric::Perplexity], std::exp((0.2 + 1.5 + 3.0 + 0.5 + 2.0) / 5), 1e-12);
+  EXPECT_NEAR(s[SummaryMetric::KlMean], 0.07 / 3, 1e-15);
+  EXPECT_NEAR(s[SummaryMetric::KlP100], 0.04, 1e-15);
+  EXPECT_NEAR(s[SummaryMetric::KlP50], 0.02, 1e-15);
+  EXPECT_DOUBLE_EQ(s[SummaryMetric::SameTop1Rate], 0.6);
+  EXPECT_DOUBLE_EQ(s[SummaryMetric::FdtMean], 2.5);
+  EXPECT_DOUBLE_EQ(s[SummaryMetric::FdtReachNRate], 0.5);
+  EXPECT_DOUBLE_EQ(s[SummaryMetric::SdtMean], 0.25);
   // Base by sum: item 0 -> choice 0 (wrong), item 1 -> choice 1 (tie of -1.0 and -1.0, lower index; wrong).
   // Compressed by sum: 1 (right), 2 (right): two wrong -> correct flips.
-  EXPECT_DOUBLE_EQ(s["mc_flips_sum_wrong_to_correct"], 2);
-  EXPECT_DOUBLE_EQ(s["mc_flips_sum_correct_to_wrong"], 0);
-  EXPECT_DOUBLE_EQ(s["mc_flips_sum_total"], 2);
-  EXPECT_DOUBLE_EQ(s["mc_flip_rate_sum_total"], 1.0);
-  EXPECT_DOUBLE_EQ(s["mc_accuracy_sum"], 1.0);
-  EXPECT_DOUBLE_EQ(s["mc_base_accuracy_sum"], 0.0);
+  EXPECT_DOUBLE_EQ(s[SummaryMetric::McFlipsSumWrongToCorrect], 2);
+  EXPECT_DOUBLE_EQ(s[SummaryMetric::McFlipsSumCorrectToWrong], 0);
+  EXPECT_DOUBLE_EQ(s[SummaryMetric::McFlipsSumTotal], 2);
+  EXPECT_DOUBLE_EQ(s[SummaryMetric::McFlipRateSumTotal], 1.0);
+  EXPECT_DOUBLE_EQ(s[SummaryMetric::McAccuracySum], 1.0);
+  EXPECT_DOUBLE_EQ(s[SummaryMetric::McBaseAccuracySum], 0.0);
   // By mean: base item 0: -1.0 vs -0.75 -> 1 (right); item 1 -> 1 (tie, wrong). Compressed: -2 vs -0.9 -> 1
   // (right), -3, -2, -0.5 -> 2 (right): one wrong -> correct flip.
-  EXPECT_DOUBLE_EQ(s["mc_flips_mean_wrong_to_correct"], 1);
-  EXPECT_DOUBLE_EQ(s["mc_flips_mean_total"], 1);
+  EXPECT_DOUBLE_EQ(s[SummaryMetric::McFlipsMeanWrongToCorrect], 1);
+  EXPECT_DOUBLE_EQ(s[SummaryMetric::McFlipsMeanTotal], 1);
   // The base against itself.
   PlanOutputs same;
   same.nll = base.nll;
@@ -351,14 +350,13 @@ TEST(CompareToBase, PerTokenAndPerPromptStatisticsMatchTheirFormulas) {
   same.tf_argmax = base.continuation;
   same.mc_logprob = base.mc_logprob;
   const PlanComparison z = compare_to_base(set, base, same);
-  std::map<std::string, double> t;
-  for (const auto& e : z.summary) t[e.name] = e.value;
-  EXPECT_EQ(t["same_top1_rate"], 1.0);
-  EXPECT_EQ(t["fdt_mean"], 4.0);
-  EXPECT_EQ(t["sdt_mean"], 0.0);
-  EXPECT_EQ(t["mc_flips_sum_total"], 0.0);
-  EXPECT_EQ(t["mc_flips_mean_total"], 0.0);
-  EXPECT_EQ(t["dp_rms"], 0.0);
+  const Summary& t = z.summary;
+  EXPECT_EQ(t[SummaryMetric::SameTop1Rate], 1.0);
+  EXPECT_EQ(t[SummaryMetric::FdtMean], 4.0);
+  EXPECT_EQ(t[SummaryMetric::SdtMean], 0.0);
+  EXPECT_EQ(t[SummaryMetric::McFlipsSumTotal], 0.0);
+  EXPECT_EQ(t[SummaryMetric::McFlipsMeanTotal], 0.0);
+  EXPECT_EQ(t[SummaryMetric::DpRms], 0.0);
 }
 
 TEST(PlanOutputs, SerialiseRoundTrip) {

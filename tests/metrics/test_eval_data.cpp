@@ -8,6 +8,7 @@
 #include <set>
 
 #include "archive/archive.hpp"
+#include "archive/h5.hpp"
 #include "core/errors.hpp"
 #include "core/sha256.hpp"
 #include "metrics/eval_data.hpp"
@@ -249,7 +250,7 @@ TEST(ArchiveRoundTrip, EvalSetBaselineAndPlanReadBack) {
   std::vector<uint16_t> bits;
   archive.read_base_logprobs(1, 2, bits);
   EXPECT_EQ(bits, std::vector<uint16_t>(c0.logprobs.begin() + vocab, c0.logprobs.end()));
-  EXPECT_EQ(archive.open_read().read_double("baseline/logprob_shift"), c0.logprob_shift);
+  EXPECT_EQ(H5File(archive.path(), H5Mode::Read).read_double("baseline/logprob_shift"), c0.logprob_shift);
 
   PlanOutputs o{{0.6, 1.5, 2.5, 3.0, 4.5}, {1, 0, 3, 4, 5}, {0.1, 0.2, 0.3}, {20, 0}, {-3.0, -1.0}, 2.0};
   const PlanComparison cmp = compare_to_base(s, base, o);
@@ -261,12 +262,12 @@ TEST(ArchiveRoundTrip, EvalSetBaselineAndPlanReadBack) {
   archive.write_plan(rec, s, o, cmp);
   EXPECT_EQ(archive.plan_status().at(rec.id), true);
   const auto summary = archive.read_plan_summary(rec.id);
-  EXPECT_NEAR(summary.at("kl_mean"), 0.2, 1e-15);
-  EXPECT_EQ(summary.at("fdt_mean"), 1.0);
-  EXPECT_EQ(summary.at("same_top1_rate"), 0.8);
-  EXPECT_EQ(summary.at("mc_flips_sum_total"), 1.0);
+  EXPECT_NEAR(summary.at(SummaryMetric::KlMean), 0.2, 1e-15);
+  EXPECT_EQ(summary.at(SummaryMetric::FdtMean), 1.0);
+  EXPECT_EQ(summary.at(SummaryMetric::SameTop1Rate), 0.8);
+  EXPECT_EQ(summary.at(SummaryMetric::McFlipsSumTotal), 1.0);
   // Every dataset carries units and description.
-  H5File f = archive.open_read();
+  H5File f(archive.path(), H5Mode::Read);
   std::vector<std::string> stack = {"/"};
   int datasets = 0;
   while (!stack.empty()) {

@@ -99,19 +99,19 @@ TEST(Run, BasePlanReproducesTheBaselineAndTheArchiveReadsBack) {
   for (int32_t v : f.read_int32(b + "/prompts/fdt")) EXPECT_EQ(v, 8);
   for (double v : f.read_double(b + "/prompts/sdt")) EXPECT_EQ(v, 0.0);
   auto s = a.read_plan_summary(ids.at("base"));
-  EXPECT_EQ(s.at("same_top1_rate"), 1.0);
-  EXPECT_EQ(s.at("fdt_mean"), 8.0);
-  EXPECT_EQ(s.at("fdt_reach_n_rate"), 1.0);
-  EXPECT_EQ(s.at("sdt_mean"), 0.0);
-  EXPECT_EQ(s.at("mc_flips_sum_total"), 0.0);
-  EXPECT_EQ(s.at("mc_flips_mean_total"), 0.0);
-  EXPECT_EQ(s.at("dp_rms"), 0.0);
-  EXPECT_EQ(s.at("perplexity_ratio"), 1.0);
+  EXPECT_EQ(s.at(SummaryMetric::SameTop1Rate), 1.0);
+  EXPECT_EQ(s.at(SummaryMetric::FdtMean), 8.0);
+  EXPECT_EQ(s.at(SummaryMetric::FdtReachNRate), 1.0);
+  EXPECT_EQ(s.at(SummaryMetric::SdtMean), 0.0);
+  EXPECT_EQ(s.at(SummaryMetric::McFlipsSumTotal), 0.0);
+  EXPECT_EQ(s.at(SummaryMetric::McFlipsMeanTotal), 0.0);
+  EXPECT_EQ(s.at(SummaryMetric::DpRms), 0.0);
+  EXPECT_EQ(s.at(SummaryMetric::PerplexityRatio), 1.0);
   // 50% magnitude pruning diverges (its perplexity on 96 tokens is not reliably higher: see metrics_run_pruning).
   const auto m50 = a.read_plan_summary(ids.at("magnitude50_all"));
-  EXPECT_GT(m50.at("kl_mean"), 1e-3);
-  EXPECT_NE(m50.at("perplexity"), s.at("perplexity"));
-  EXPECT_LT(m50.at("same_top1_rate"), 1.0);
+  EXPECT_GT(m50.at(SummaryMetric::KlMean), 1e-3);
+  EXPECT_NE(m50.at(SummaryMetric::Perplexity), s.at(SummaryMetric::Perplexity));
+  EXPECT_LT(m50.at(SummaryMetric::SameTop1Rate), 1.0);
 
   // Root metadata.
   EXPECT_EQ(f.attr_int("/", "schema_version"), kArchiveSchemaVersion);
@@ -146,7 +146,9 @@ TEST(Run, BasePlanReproducesTheBaselineAndTheArchiveReadsBack) {
   ASSERT_EQ(doc["plans"].size(), 4u);
   for (const auto& p : doc["plans"]) {
     const auto cpp = a.read_plan_summary(p["id"].get<std::string>());
-    for (const auto& [key, value] : cpp) {
+    for (const SummaryMetric m : cpp.metrics()) {
+      const std::string key = summary_metric_name(m);
+      const double value = cpp[m];
       if (std::isnan(value)) EXPECT_TRUE(p["summary"][key].is_null()) << key;
       else EXPECT_EQ(p["summary"][key].get<double>(), value) << p["name"] << " " << key;
     }
@@ -205,13 +207,13 @@ TEST(Run, PerplexityOnlyWithoutStoredLogprobs) {
   const auto ids = plan_ids(dir / "run.h5");
   RunArchive a(dir / "run.h5");
   const auto s = a.read_plan_summary(ids.at("int8_all"));
-  EXPECT_EQ(s.at("kl_tokens"), 0.0);
-  EXPECT_TRUE(std::isnan(s.at("kl_mean")));
-  EXPECT_TRUE(std::isnan(s.at("fdt_mean")));
-  EXPECT_EQ(s.at("prompts"), 0.0);
-  EXPECT_EQ(s.at("tokens"), 64.0);
-  EXPECT_LT(s.at("same_top1_rate"), 1.01);
-  EXPECT_EQ(a.read_plan_summary(ids.at("base")).at("same_top1_rate"), 1.0);
+  EXPECT_EQ(s.at(SummaryMetric::KlTokens), 0.0);
+  EXPECT_TRUE(std::isnan(s.at(SummaryMetric::KlMean)));
+  EXPECT_TRUE(std::isnan(s.at(SummaryMetric::FdtMean)));
+  EXPECT_EQ(s.at(SummaryMetric::Prompts), 0.0);
+  EXPECT_EQ(s.at(SummaryMetric::Tokens), 64.0);
+  EXPECT_LT(s.at(SummaryMetric::SameTop1Rate), 1.01);
+  EXPECT_EQ(a.read_plan_summary(ids.at("base")).at(SummaryMetric::SameTop1Rate), 1.0);
   H5File f(dir / "run.h5", H5Mode::Read);
   EXPECT_EQ(f.attr_string("baseline", "logprob_mode"), "none");
   EXPECT_FALSE(f.exists("baseline/logprobs"));
@@ -259,9 +261,9 @@ TEST(Run, PromptsAndTaskFromFiles) {
     EXPECT_EQ(set.mc_choice_text[i], items[i].choices);
   }
   const auto s = a.read_plan_summary(plan_ids(dir / "run.h5").at("base"));
-  EXPECT_EQ(s.at("fdt_mean"), 6.0);
-  EXPECT_EQ(s.at("mc_flips_sum_total"), 0.0);
-  EXPECT_TRUE(std::isnan(s.at("perplexity")));
+  EXPECT_EQ(s.at(SummaryMetric::FdtMean), 6.0);
+  EXPECT_EQ(s.at(SummaryMetric::McFlipsSumTotal), 0.0);
+  EXPECT_TRUE(std::isnan(s.at(SummaryMetric::Perplexity)));
   fs::remove_all(dir);
 }
 

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "archive/archive.hpp"
+#include "archive/h5.hpp"
 #include "tests/support/assets.hpp"
 
 namespace divprune::test {
@@ -31,31 +32,31 @@ TEST(RunPruning, FiftyPercentDivergesMoreThanTenPercent) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::printf("%s", r.out.c_str());
   H5File f(dir / "run.h5", H5Mode::Read);
-  std::map<std::string, std::map<std::string, double>> s;
+  std::map<std::string, Summary> s;
   RunArchive a(dir / "run.h5");
   for (const std::string& id : f.children("plans"))
     if (f.is_group("plans/" + id)) s[f.attr_string("plans/" + id, "name")] = a.read_plan_summary(id);
   const auto& base = s.at("base");
   const auto& p10 = s.at("magnitude10_all");
   const auto& p50 = s.at("magnitude50_all");
-  EXPECT_LE(base.at("kl_mean"), 1e-6);
-  EXPECT_EQ(base.at("same_top1_rate"), 1.0);
-  EXPECT_EQ(base.at("fdt_mean"), base.at("continuation_tokens"));
-  EXPECT_EQ(base.at("mc_flips_sum_total"), 0.0);
-  EXPECT_GT(p50.at("perplexity"), p10.at("perplexity"));
-  EXPECT_GT(p10.at("perplexity"), base.at("perplexity") * 0.999);
-  EXPECT_GT(p10.at("kl_mean"), 0.0);
-  EXPECT_GT(p50.at("kl_mean"), p10.at("kl_mean"));
-  EXPECT_LT(p50.at("fdt_mean"), p10.at("fdt_mean"));
-  EXPECT_GT(p50.at("sdt_mean"), p10.at("sdt_mean"));
-  EXPECT_LT(p50.at("same_top1_rate"), p10.at("same_top1_rate"));
+  EXPECT_LE(base.at(SummaryMetric::KlMean), 1e-6);
+  EXPECT_EQ(base.at(SummaryMetric::SameTop1Rate), 1.0);
+  EXPECT_EQ(base.at(SummaryMetric::FdtMean), base.at(SummaryMetric::ContinuationTokens));
+  EXPECT_EQ(base.at(SummaryMetric::McFlipsSumTotal), 0.0);
+  EXPECT_GT(p50.at(SummaryMetric::Perplexity), p10.at(SummaryMetric::Perplexity));
+  EXPECT_GT(p10.at(SummaryMetric::Perplexity), base.at(SummaryMetric::Perplexity) * 0.999);
+  EXPECT_GT(p10.at(SummaryMetric::KlMean), 0.0);
+  EXPECT_GT(p50.at(SummaryMetric::KlMean), p10.at(SummaryMetric::KlMean));
+  EXPECT_LT(p50.at(SummaryMetric::FdtMean), p10.at(SummaryMetric::FdtMean));
+  EXPECT_GT(p50.at(SummaryMetric::SdtMean), p10.at(SummaryMetric::SdtMean));
+  EXPECT_LT(p50.at(SummaryMetric::SameTop1Rate), p10.at(SummaryMetric::SameTop1Rate));
   for (const auto& [name, v] : s)
     std::printf("%-18s ppl %.4f  KL %.4e ± %.1e (p99 %.3e, max %.3e)  same-top1 %.4f  dp_rms %.4f  FDT %.2f (median %.1f, "
                 "reach N %.3f)  SDT %.4f  MC acc %.3f/%.3f  flips %g (c->w %g, w->c %g)\n",
-                name.c_str(), v.at("perplexity"), v.at("kl_mean"), v.at("kl_stderr"), v.at("kl_p99"), v.at("kl_p100"),
-                v.at("same_top1_rate"), v.at("dp_rms"), v.at("fdt_mean"), v.at("fdt_median"), v.at("fdt_reach_n_rate"),
-                v.at("sdt_mean"), v.at("mc_accuracy_sum"), v.at("mc_accuracy_mean"), v.at("mc_flips_sum_total"),
-                v.at("mc_flips_sum_correct_to_wrong"), v.at("mc_flips_sum_wrong_to_correct"));
+                name.c_str(), v.at(SummaryMetric::Perplexity), v.at(SummaryMetric::KlMean), v.at(SummaryMetric::KlStderr), v.at(SummaryMetric::KlP99), v.at(SummaryMetric::KlP100),
+                v.at(SummaryMetric::SameTop1Rate), v.at(SummaryMetric::DpRms), v.at(SummaryMetric::FdtMean), v.at(SummaryMetric::FdtMedian), v.at(SummaryMetric::FdtReachNRate),
+                v.at(SummaryMetric::SdtMean), v.at(SummaryMetric::McAccuracySum), v.at(SummaryMetric::McAccuracyMean), v.at(SummaryMetric::McFlipsSumTotal),
+                v.at(SummaryMetric::McFlipsSumCorrectToWrong), v.at(SummaryMetric::McFlipsSumWrongToCorrect));
   fs::remove_all(dir);
 }
 

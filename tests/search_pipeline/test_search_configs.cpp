@@ -41,12 +41,15 @@ TEST(SearchConfigs, ShippedConfigsValidate) {
 }
 
 TEST(SearchConfigs, ObjectiveNamesAndSigns) {
-  EXPECT_EQ(objective_key("mean_fdt"), "fdt_mean");
-  EXPECT_EQ(objective_key("mean_kl"), "kl_mean");
-  EXPECT_EQ(objective_key("perplexity"), "perplexity");
-  EXPECT_EQ(objective_sign("mean_fdt"), -1.0);
-  EXPECT_EQ(objective_sign("perplexity"), 1.0);
-  EXPECT_THROW(objective_key("accuracy"), InputError);
+  // The archive summary each objective reads (its dataset name comes from the summary table) and its sign.
+  EXPECT_STREQ(summary_metric_name(parse_search_objective("mean_fdt").metric), "fdt_mean");
+  EXPECT_STREQ(summary_metric_name(parse_search_objective("mean_kl").metric), "kl_mean");
+  EXPECT_STREQ(summary_metric_name(parse_search_objective("perplexity").metric), "perplexity");
+  EXPECT_EQ(parse_search_objective("mean_fdt").sign(), -1.0);
+  EXPECT_EQ(parse_search_objective("mean_kl").sign(), 1.0);
+  EXPECT_EQ(parse_search_objective("perplexity").sign(), 1.0);
+  EXPECT_THROW(parse_search_objective("accuracy"), InputError);
+  EXPECT_THROW(parse_search_objective("fdt_mean"), InputError);  // a summary name is not an objective name
 }
 
 }  // namespace
