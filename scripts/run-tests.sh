@@ -63,14 +63,19 @@ done
 echo "run-tests: building ${targets[*]}"
 cmake --build build-asan -j "$JOBS" --target "${targets[@]}"
 
-phase "AddressSanitizer tests: ctest -LE \"$ASAN_LABELS\""
+phase "AddressSanitizer tests: ctest -LE \"$ASAN_LABELS\" (the mpi label without leak checks)"
 # Open MPI (initialised by every divprune run) keeps allocations alive until exit by design: leaks inside it
 # are suppressed. Its plugins stay loaded and malloc stacks are fully unwound so those leaks can be attributed.
 export OMPI_MCA_mca_base_component_disable_dlclose=1
 export LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp:print_suppressions=0"
 export ASAN_OPTIONS="fast_unwind_on_malloc=0:detect_stack_use_after_return=1:strict_string_checks=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-ctest --test-dir build-asan --output-on-failure -LE "$ASAN_LABELS" -j2 || status=1
+ctest --test-dir build-asan --output-on-failure -LE "$ASAN_LABELS|mpi" -j2 || status=1
+# The MPI tests with ASan + UBSan but without LeakSanitizer: at exit of a multi-rank model test (compress_tp) LSan's
+# tracer thread crashes ("Tracer caught signal 11", LeakSanitizer fatal error) before it reports anything, so leak
+# checking of MPI runs is not possible yet; memory errors and undefined behaviour are still caught on every rank.
+ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0" \
+  ctest --test-dir build-asan --output-on-failure -L mpi -LE "$ASAN_LABELS" -j2 || status=1
 
 phase "done"
 printf 'run-tests: %s\n' "${durations[@]}"
