@@ -2,9 +2,11 @@
 # One command from a fresh Debian 12 machine (as root, from the repository root) to a full CPU test run:
 #   bash scripts/run-tests.sh
 #  1. installs the dependencies (scripts/install-deps.sh);
-#  2. builds Release in build/ and runs every test that needs no GPU: ctest -LE gpu (unit, mpi and slow);
-#  3. builds the fast CPU tests with AddressSanitizer + UBSan in build-asan/ and runs them:
-#     ctest -LE "gpu|slow|mpi|analysis" (analysis: the Python scripts, whose pipeline run the C++ tests cover).
+#  2. builds Release in build/ and runs every test that needs no GPU: ctest -LE gpu (unit, mpi and slow; the
+#     whole-corpus WikiText-2 references come from one shared run, the fixture test wikitext_run);
+#  3. builds the fast CPU tests, the MPI ones included, with AddressSanitizer + UBSan in build-asan/ and runs them:
+#     ctest -LE "gpu|slow|analysis" (analysis: the Python scripts, whose pipeline run the C++ tests cover).
+# Each phase's duration is printed at the end.
 # Exits non-zero if any step fails; both test phases run even if the first one fails.
 # Environment: DIVPRUNE_CUDA=OFF skips the CUDA backend in build/ (built by default when the toolkit is found;
 # GPU tests are built, never run here). JOBS sets the build parallelism (default: all cores).
@@ -18,7 +20,15 @@ JOBS="${JOBS:-$(nproc)}"
 CUDA="${DIVPRUNE_CUDA:-ON}"
 status=0
 phase_start=$SECONDS
-phase() { echo; echo "=== run-tests: $1 (at +$((SECONDS - phase_start)) s) ==="; }
+phase_name=""
+phase_at=$SECONDS
+durations=()
+phase() {
+  [[ -n "$phase_name" ]] && durations+=("$(printf '%5d s  %s' $((SECONDS - phase_at)) "$phase_name")")
+  phase_name="$1"
+  phase_at=$SECONDS
+  echo; echo "=== run-tests: $1 (at +$((SECONDS - phase_start)) s) ==="
+}
 
 phase "dependencies"
 bash scripts/install-deps.sh
@@ -34,7 +44,8 @@ ctest --test-dir build --output-on-failure -LE gpu -j2 || status=1
 # the selected tests need: their test_<name> executables and the divprune binary the CLI tests run. Debug keeps
 # asserts on; -O1 -g1 (line tables) compiles in about half the time of -O2 -g and still gives file:line traces.
 phase "AddressSanitizer build (build-asan/)"
-ASAN_LABELS="gpu|slow|mpi|analysis"
+# The MPI tests run here too (every rank is a sanitized process under mpirun); the slow ones stay out.
+ASAN_LABELS="gpu|slow|analysis"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" -DDIVPRUNE_SANITIZE=ON \
   -DDIVPRUNE_CUDA=OFF
 mapfile -t asan_tests < <(ctest --test-dir build-asan -N -LE "$ASAN_LABELS" | sed -n 's/^ *Test *#[0-9]*: *//p')
@@ -52,16 +63,22 @@ done
 echo "run-tests: building ${targets[*]}"
 cmake --build build-asan -j "$JOBS" --target "${targets[@]}"
 
-phase "AddressSanitizer tests: ctest -LE \"$ASAN_LABELS\""
+phase "AddressSanitizer tests: ctest -LE \"$ASAN_LABELS\" (the mpi label without leak checks)"
 # Open MPI (initialised by every divprune run) keeps allocations alive until exit by design: leaks inside it
 # are suppressed. Its plugins stay loaded and malloc stacks are fully unwound so those leaks can be attributed.
 export OMPI_MCA_mca_base_component_disable_dlclose=1
 export LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp:print_suppressions=0"
 export ASAN_OPTIONS="fast_unwind_on_malloc=0:detect_stack_use_after_return=1:strict_string_checks=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-ctest --test-dir build-asan --output-on-failure -LE "$ASAN_LABELS" -j2 || status=1
+ctest --test-dir build-asan --output-on-failure -LE "$ASAN_LABELS|mpi" -j2 || status=1
+# The MPI tests with ASan + UBSan but without LeakSanitizer: at exit of a multi-rank model test (compress_tp) LSan's
+# tracer thread crashes ("Tracer caught signal 11", LeakSanitizer fatal error) before it reports anything, so leak
+# checking of MPI runs is not possible yet; memory errors and undefined behaviour are still caught on every rank.
+ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0" \
+  ctest --test-dir build-asan --output-on-failure -L mpi -LE "$ASAN_LABELS" -j2 || status=1
 
 phase "done"
+printf 'run-tests: %s\n' "${durations[@]}"
 if [[ $status -ne 0 ]]; then
   echo "run-tests: FAILED (see the output above)"
 else

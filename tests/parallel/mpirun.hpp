@@ -7,8 +7,9 @@
 
 namespace divprune::test {
 
-inline std::string mpirun(int ranks) {
-  return "timeout 600 mpirun --oversubscribe --allow-run-as-root -np " + std::to_string(ranks) + " ";
+inline std::string mpirun(int ranks, int limit_s = 600) {
+  return "timeout " + std::to_string(limit_s) + " mpirun --oversubscribe --allow-run-as-root -np " + std::to_string(ranks) +
+         " ";
 }
 
 // Parses the last `ppl X tokens N` line of a perplexity run.
