@@ -17,46 +17,14 @@ modules missing and CI is not "true").
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
-SKIP = 77
+from script_test_support import SKIP, Failure, assets_dir, expect, run, skip_or_fail, tail
+
 PLOTS = ["sensitivity_fdt.png", "search_objective_vs_sparsity.png", "predictor_cv.png", "search_rounds.png"]
 LAYERS, COMPONENTS = [0, 5], 7
-
-
-class Failure(Exception):
-    pass
-
-
-def expect(condition, message):
-    if not condition:
-        raise Failure(message)
-
-
-def skip_or_fail(why):
-    if os.environ.get("CI") == "true":
-        print(f"FAIL: CI=true but {why}")
-        return 1
-    print(f"SKIP: {why}")
-    return SKIP
-
-
-def assets_dir(source):
-    return (os.environ.get("DIVPRUNE_ASSETS") or os.environ.get("DIVPRUNE_ASSETS_DEFAULT")
-            or os.path.join(source, "..", "shared", "assets"))
-
-
-def run(cmd, timeout=240):
-    """Runs cmd; returns (exit code, stdout, stderr)."""
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    return r.returncode, r.stdout, r.stderr
-
-
-def tail(text, n=1500):
-    return text[-n:]
 
 
 def run_pipeline(binary, source, assets, archive):

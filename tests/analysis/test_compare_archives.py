@@ -17,43 +17,12 @@ and CI is not "true").
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
-SKIP = 77
+from script_test_support import SKIP, Failure, assets_dir, expect, run, skip_or_fail, tail
+
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
-
-
-class Failure(Exception):
-    pass
-
-
-def expect(condition, message):
-    if not condition:
-        raise Failure(message)
-
-
-def skip_or_fail(why):
-    if os.environ.get("CI") == "true":
-        print(f"FAIL: CI=true but {why}")
-        return 1
-    print(f"SKIP: {why}")
-    return SKIP
-
-
-def assets_dir(source):
-    return (os.environ.get("DIVPRUNE_ASSETS") or os.environ.get("DIVPRUNE_ASSETS_DEFAULT")
-            or os.path.join(source, "..", "shared", "assets"))
-
-
-def run(cmd, timeout=240):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    return r.returncode, r.stdout, r.stderr
-
-
-def tail(text, n=2000):
-    return text[-n:]
 
 
 def make_archive(binary, source, assets, archive, ranks):
