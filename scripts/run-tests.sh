@@ -2,10 +2,12 @@
 # One command from a fresh Debian 12 machine (as root, from the repository root) to a full CPU test run:
 #   bash scripts/run-tests.sh
 #  1. installs the dependencies (scripts/install-deps.sh);
-#  2. builds Release in build/ and runs every test that needs no GPU: ctest -LE gpu (unit, mpi and slow; the
-#     whole-corpus WikiText-2 references come from one shared run, the fixture test wikitext_run);
-#  3. builds the fast CPU tests, the MPI ones included, with AddressSanitizer + UBSan in build-asan/ and runs them:
-#     ctest -LE "gpu|slow|analysis" (analysis: the Python scripts, whose pipeline run the C++ tests cover).
+#  2. builds Release in build/ and runs what is too slow for the sanitizers: ctest -L "slow|analysis|layering"
+#     (the whole-corpus WikiText-2 references from one shared run, the fixture test wikitext_run; the demo; the
+#     Python analysis scripts; the include-layering check); the CUDA backend, GPU tests and benchmarks are
+#     compiled there too, never run;
+#  3. builds every other test, the MPI ones included, with AddressSanitizer + UBSan in build-asan/ and runs them
+#     there: ctest -LE "gpu|slow|analysis|layering". Every test runs once.
 # Each phase's duration is printed at the end.
 # Exits non-zero if any step fails; both test phases run even if the first one fails.
 # Environment: DIVPRUNE_CUDA=OFF skips the CUDA backend in build/ (built by default when the toolkit is found;
@@ -33,35 +35,45 @@ phase() {
 phase "dependencies"
 bash scripts/install-deps.sh
 
+# The executables the tests selected by ctest ARGS in BUILD_DIR run: test_<name> for every C++ test (the
+# Python and CMake-script tests need only the divprune binary, always built).
+test_targets() {
+  local dir=$1; shift
+  local available name
+  available=$(cmake --build "$dir" --target help)
+  while read -r name; do
+    if grep -qx "\.\.\. test_$name" <<<"$available"; then echo "test_$name"; fi
+  done < <(ctest --test-dir "$dir" -N "$@" | sed -n 's/^ *Test *#[0-9]*: *//p')
+}
+
+# Every test runs once. The fast unit and MPI tests run in the sanitizer build (below); the Release build runs
+# what is too slow for the sanitizers (whole-corpus references, the demo, the analysis scripts) and compiles the
+# CUDA backend, the GPU tests (never run here) and the benchmarks, so that they cannot rot unseen.
+RELEASE_LABELS="slow|analysis|layering"
 phase "Release build (build/, DIVPRUNE_CUDA=$CUDA)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DDIVPRUNE_CUDA="$CUDA"
-cmake --build build -j "$JOBS"
+mapfile -t release_targets < <(test_targets build -L "$RELEASE_LABELS" -LE gpu; test_targets build -L gpu)
+available=$(cmake --build build --target help)
+for bench in bench_forward bench_apply_plan; do
+  if grep -qx "\.\.\. $bench" <<<"$available"; then release_targets+=("$bench"); fi
+done
+echo "run-tests: building divprune ${release_targets[*]}"
+cmake --build build -j "$JOBS" --target divprune "${release_targets[@]}"
 
-phase "Release tests: ctest -LE gpu"
-ctest --test-dir build --output-on-failure -LE gpu -j2 || status=1
+phase "Release tests: ctest -L \"$RELEASE_LABELS\" -LE gpu"
+ctest --test-dir build --output-on-failure -L "$RELEASE_LABELS" -LE gpu -j2 || status=1
 
 # The sanitizer build is CPU-only (the CUDA runtime and ASan's shadow memory do not mix) and builds only what
 # the selected tests need: their test_<name> executables and the divprune binary the CLI tests run. Debug keeps
 # asserts on; -O1 -g1 (line tables) compiles in about half the time of -O2 -g and still gives file:line traces.
 phase "AddressSanitizer build (build-asan/)"
 # The MPI tests run here too (every rank is a sanitized process under mpirun); the slow ones stay out.
-ASAN_LABELS="gpu|slow|analysis"
+ASAN_LABELS="gpu|slow|analysis|layering"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" -DDIVPRUNE_SANITIZE=ON \
   -DDIVPRUNE_CUDA=OFF
-mapfile -t asan_tests < <(ctest --test-dir build-asan -N -LE "$ASAN_LABELS" | sed -n 's/^ *Test *#[0-9]*: *//p')
-available=$(cmake --build build-asan --target help)
-targets=(divprune)
-for name in "${asan_tests[@]}"; do
-  if grep -qx "\.\.\. test_$name" <<<"$available"; then
-    targets+=("test_$name")
-  else
-    echo "run-tests: no target test_$name for test $name: building everything in build-asan"
-    targets=(all)
-    break
-  fi
-done
-echo "run-tests: building ${targets[*]}"
-cmake --build build-asan -j "$JOBS" --target "${targets[@]}"
+mapfile -t asan_targets < <(test_targets build-asan -LE "$ASAN_LABELS")
+echo "run-tests: building divprune ${asan_targets[*]}"
+cmake --build build-asan -j "$JOBS" --target divprune "${asan_targets[@]}"
 
 phase "AddressSanitizer tests: ctest -LE \"$ASAN_LABELS\" (the mpi label without leak checks)"
 # Open MPI (initialised by every divprune run) keeps allocations alive until exit by design: leaks inside it
