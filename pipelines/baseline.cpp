@@ -167,7 +167,7 @@ void run_baseline_stage(StageContext& ctx) {
   EvalSet set;
   Bytes payload;
   int32_t skip = 0;
-  collective_step(MPI_COMM_WORLD, [&] {
+  world_step([&] {
     if (!topo.is_coordinator()) return;
     set = build_eval_set(config, model_config);
     payload = serialize(set);

@@ -141,7 +141,7 @@ void print_plan_table(const RunArchive& archive, const std::vector<ParsedPlan>& 
 }  // namespace
 
 void run_evaluate_stage(StageContext& ctx) {
-  collective_step(MPI_COMM_WORLD, [&] {
+  world_step([&] {
     if (ctx.config.plans.empty())
       throw InputError(fmt::format("{}: the evaluate stage needs evaluate.plans", ctx.config.file.string()));
   });
@@ -156,7 +156,7 @@ std::vector<std::string> evaluate_plan_entries(StageContext& ctx, const std::vec
 
   // Plans: parsed and validated for the model and the replicas' tp on every rank, once.
   std::vector<ParsedPlan> plans;
-  collective_step(MPI_COMM_WORLD, [&] {
+  world_step([&] {
     for (const PlanEntry& e : entries) {
       ValidatedPlan plan = parse_plan(e.yaml, model_config, e.source == "inline" ? e.where : e.source, topo.tp);
       std::string yaml = plan_to_yaml(canonical_plan(plan.plan()));
@@ -171,7 +171,7 @@ std::vector<std::string> evaluate_plan_entries(StageContext& ctx, const std::vec
   BaseOutputs base;
   Bytes payload;
   std::vector<int64_t> pending;
-  collective_step(MPI_COMM_WORLD, [&] {
+  world_step([&] {
     if (!topo.is_coordinator()) return;
     set = ctx.archive.read_eval_set();
     base = ctx.archive.read_base_outputs();

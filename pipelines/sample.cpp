@@ -15,7 +15,7 @@ namespace divprune {
 void run_sample_stage(StageContext& ctx) {
   const ModelConfig& model = ctx.replica.config();
   SearchSettings s;
-  collective_step(MPI_COMM_WORLD, [&] { s = read_search_settings(ctx.config, model); });
+  world_step([&] { s = read_search_settings(ctx.config, model); });
   const PlanSampler sampler(s.space, model, s.budget);
   // Every rank draws the same plans (same seed): nothing to broadcast.
   std::mt19937_64 rng(s.sample_seed);
@@ -24,7 +24,7 @@ void run_sample_stage(StageContext& ctx) {
   for (int64_t i = 0; i < s.sample_count; ++i)
     entries.push_back(plan_entry(fmt::format("sample_{:03d}", i), "sample:random", sampler.sample(rng)));
   const std::vector<std::string> ids = evaluate_plan_entries(ctx, entries, "sample", false);
-  collective_step(MPI_COMM_WORLD, [&] {
+  world_step([&] {
     if (!ctx.topology.is_coordinator()) return;
     const std::vector<std::string> random_ids(ids.begin() + 1, ids.end());
     const std::vector<Pair> pairs = read_pairs(ctx.archive, s.objective, random_ids);

@@ -25,7 +25,7 @@ void run_search_stage(StageContext& ctx) {
   SearchSettings s;
   std::vector<std::string> pool;  // ids of the pairs so far (coordinator)
   std::string uniform_id, best_random_id;
-  collective_step(MPI_COMM_WORLD, [&] {
+  world_step([&] {
     s = read_search_settings(ctx.config, model);
     if (!coordinator) return;
     const std::optional<SampleRecord> sample = read_search_sample(ctx.archive);
@@ -35,7 +35,7 @@ void run_search_stage(StageContext& ctx) {
     best_random_id = sample->best_random_id;
     pool.push_back(uniform_id);
   });
-  collective_step(MPI_COMM_WORLD, [&] {
+  world_step([&] {
     if (!coordinator) return;
     clear_search_outcome(ctx.archive);
   });
@@ -48,7 +48,7 @@ void run_search_stage(StageContext& ctx) {
     int32_t done = 0;
     std::vector<PlanEntry> entries;
     std::vector<double> predicted;
-    collective_step(MPI_COMM_WORLD, [&] {
+    world_step([&] {
       if (!coordinator) return;
       if (const std::optional<RoundRecord> round = read_search_round(ctx.archive, r)) {
         const auto& ids = round->ids;
@@ -94,7 +94,7 @@ void run_search_stage(StageContext& ctx) {
     broadcast_entries(entries);
     if (entries.empty()) continue;
     const std::vector<std::string> ids = evaluate_plan_entries(ctx, entries, "search", false);
-    collective_step(MPI_COMM_WORLD, [&] {
+    world_step([&] {
       if (!coordinator) return;
       const std::vector<Pair> measured_pairs = read_pairs(ctx.archive, s.objective, ids);
       std::vector<double> measured;
@@ -109,7 +109,7 @@ void run_search_stage(StageContext& ctx) {
     });
   }
 
-  collective_step(MPI_COMM_WORLD, [&] {
+  world_step([&] {
     if (!coordinator) return;
     // Refit on every pair, the Pareto front over every complete plan, the best searched plan.
     const std::vector<Pair> pairs = read_pairs(ctx.archive, s.objective, pool);

@@ -158,12 +158,12 @@ void print_sensitivity_table(const SensitivitySettings& s, const std::vector<Ran
 void run_sensitivity_stage(StageContext& ctx) {
   const ModelConfig& model = ctx.replica.config();
   SensitivitySettings s;
-  collective_step(MPI_COMM_WORLD, [&] { s = read_sensitivity_settings(ctx.config, model); });
+  world_step([&] { s = read_sensitivity_settings(ctx.config, model); });
   // Every rank builds the same entries from the same settings: nothing to broadcast.
   const std::vector<PlanEntry> entries = sweep_entries(s, model);
   const std::vector<std::string> ids = evaluate_plan_entries(ctx, entries, "sensitivity", false);
 
-  collective_step(MPI_COMM_WORLD, [&] {
+  world_step([&] {
     if (!ctx.topology.is_coordinator()) return;
     const int64_t L = static_cast<int64_t>(s.layers.size()), C = static_cast<int64_t>(s.components.size()),
                   S = static_cast<int64_t>(s.steps.size());

@@ -13,7 +13,7 @@ namespace divprune {
 
 void run_train_stage(StageContext& ctx) {
   const ModelConfig& model = ctx.replica.config();
-  collective_step(MPI_COMM_WORLD, [&] {
+  world_step([&] {
     const SearchSettings s = read_search_settings(ctx.config, model);
     if (!ctx.topology.is_coordinator()) return;
     const std::vector<std::string> pool = search_pool_ids(ctx.archive);

@@ -31,11 +31,11 @@ class DemoCommand final : public Command {
 
   int run(const Topology& topology, const ExecutionOptions& exec) override {
     const auto start = std::chrono::steady_clock::now();
-    collective_step(MPI_COMM_WORLD, [&] {
+    world_step([&] {
       if (topology.is_coordinator()) write_synthetic_checkpoint(dir_, spec_);
     });
     std::unique_ptr<Checkpoint> checkpoint;
-    collective_step(MPI_COMM_WORLD, [&] { checkpoint = open_checkpoint(dir_); });
+    world_step([&] { checkpoint = open_checkpoint(dir_); });
     if (topology.is_coordinator()) {
       fmt::print("== synthetic model (seed {}) ==\n", spec_.seed);
       print_checkpoint_info(*checkpoint, dir_);
@@ -43,10 +43,10 @@ class DemoCommand final : public Command {
     ModelReplica replica(topology, replica_options(dir_, exec));
     const int32_t bos = replica.config().bos_id;
     std::vector<int32_t> greedy;
-    collective_step(MPI_COMM_WORLD, [&] { greedy = greedy_generate(replica.model(), std::vector<int32_t>{bos}, 32); });
+    world_step([&] { greedy = greedy_generate(replica.model(), std::vector<int32_t>{bos}, 32); });
     if (topology.is_coordinator()) fmt::print("\n== greedy generation from BOS (32 tokens) ==\n{}\n", fmt::join(greedy, " "));
     std::vector<std::vector<int32_t>> samples;
-    collective_step(MPI_COMM_WORLD, [&] {
+    world_step([&] {
       if (length_ < 1 || length_ + 1 > replica.config().max_seq_len)
         throw InputError(fmt::format("--length must be in [1, {}]", replica.config().max_seq_len - 1));
       samples = sample_sequences(replica.model(), sequences_, length_, spec_.seed);

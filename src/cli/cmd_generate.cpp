@@ -45,7 +45,7 @@ class GenerateCommand final : public Command {
   int run(const Topology& topology, const ExecutionOptions& exec) override {
     std::unique_ptr<Tokenizer> tokenizer;
     std::vector<int32_t> prompt;
-    collective_step(MPI_COMM_WORLD, [&] {
+    world_step([&] {
       if (prompt_.empty() == prompt_ids_.empty()) throw InputError("generate: give exactly one of --prompt or --prompt-ids");
       if (!tokenizer_.empty()) tokenizer = std::make_unique<Tokenizer>(tokenizer_);
       if (!prompt_.empty()) {
@@ -58,7 +58,7 @@ class GenerateCommand final : public Command {
     });
     ModelReplica replica(topology, replica_options(model_, exec));
     std::vector<int32_t> out;
-    collective_step(MPI_COMM_WORLD, [&] { out = greedy_generate(replica.model(), prompt, count_); });
+    world_step([&] { out = greedy_generate(replica.model(), prompt, count_); });
     if (topology.is_coordinator()) {
       fmt::print("{}\n", fmt::join(out, " "));
       if (tokenizer) fmt::print("{}\n", tokenizer->decode(out));

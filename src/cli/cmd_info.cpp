@@ -46,7 +46,7 @@ class InfoCommand final : public Command {
 
   int run(const Topology& topology, const ExecutionOptions&) override {
     std::unique_ptr<Checkpoint> checkpoint;
-    collective_step(MPI_COMM_WORLD, [&] { checkpoint = open_checkpoint(model_); });
+    world_step([&] { checkpoint = open_checkpoint(model_); });
     if (!topology.is_coordinator()) return 0;
     print_checkpoint_info(*checkpoint, model_);
     return 0;

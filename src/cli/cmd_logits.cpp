@@ -26,7 +26,7 @@ class LogitsCommand final : public Command {
   int run(const Topology& topology, const ExecutionOptions& exec) override {
     std::vector<int32_t> ids;
     Shape dims;
-    collective_step(MPI_COMM_WORLD, [&] {
+    world_step([&] {
       H5File in(input_, H5Mode::Read);
       ids = in.read_int32("input_ids", &dims);
       if (dims.size() != 2)
@@ -35,7 +35,7 @@ class LogitsCommand final : public Command {
     ModelReplica replica(topology, replica_options(model_, exec));
     if (!plan_.empty()) apply_plan_option(plan_, replica);  // collective; a bad plan fails every rank alike
     const int64_t batch = dims[0], seq = dims[1], vocab = replica.config().vocab_size;
-    collective_step(MPI_COMM_WORLD, [&] {
+    world_step([&] {
       if (seq > replica.config().max_seq_len)
         throw InputError(fmt::format("{}: seq {} exceeds the model's context {}", input_, seq, replica.config().max_seq_len));
       for (int32_t id : ids)
@@ -56,7 +56,7 @@ class LogitsCommand final : public Command {
       const std::vector<float> arrived = move_to_coordinator(row, owner_leader);
       if (topology.is_coordinator()) std::copy(arrived.begin(), arrived.end(), all.begin() + b * seq * vocab);
     }
-    collective_step(MPI_COMM_WORLD, [&] {
+    world_step([&] {
       if (!topology.is_coordinator()) return;
       H5File out(out_, H5Mode::Truncate);
       out.write_float("logits", {batch, seq, vocab}, all.data(), 1);

@@ -28,13 +28,13 @@ class PerplexityCommand final : public Command {
   int run(const Topology& topology, const ExecutionOptions& exec) override {
     const auto start = std::chrono::steady_clock::now();
     std::vector<std::vector<int32_t>> chunks;
-    collective_step(MPI_COMM_WORLD, [&] {
+    world_step([&] {
       Tokenizer tokenizer(tokenizer_);
       chunks = chunk_stream(tokenize_corpus(tokenizer, text_), ctx_);
     });
     ModelReplica replica(topology, replica_options(model_, exec));
     if (!plan_.empty()) apply_plan_option(plan_, replica);  // collective; a bad plan fails every rank alike
-    collective_step(MPI_COMM_WORLD, [&] {
+    world_step([&] {
       if (ctx_ + 1 > replica.config().max_seq_len)
         throw InputError(fmt::format("--ctx {} + BOS exceeds the model's context {}", ctx_, replica.config().max_seq_len));
     });

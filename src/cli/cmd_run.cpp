@@ -30,7 +30,7 @@ class RunCommand final : public Command {
   int run(const Topology& topology, const ExecutionOptions& exec) override {
     const auto start = std::chrono::steady_clock::now();
     RunConfig config;
-    collective_step(MPI_COMM_WORLD, [&] {
+    world_step([&] {
       if (config_ == DIVPRUNE_DEFAULT_CONFIG && topology.is_coordinator())
         spdlog::info("running the default configuration {}", config_);
       config = load_run_config(config_, overrides_);
@@ -44,7 +44,7 @@ class RunCommand final : public Command {
     ModelReplica replica(topology, replica_options(config.model.string(), exec));
     RunArchive archive(config.archive);
     int64_t run_index = 0;
-    collective_step(MPI_COMM_WORLD, [&] {
+    world_step([&] {
       if (!topology.is_coordinator()) return;
       ArchiveRunInfo info;
       info.config_yaml = config.yaml;
@@ -69,7 +69,7 @@ class RunCommand final : public Command {
         spdlog::info("stage {} finished in {:.1f} s", stage,
                      std::chrono::duration<double>(std::chrono::steady_clock::now() - stage_start).count());
     }
-    collective_step(MPI_COMM_WORLD, [&] {
+    world_step([&] {
       if (topology.is_coordinator())
         archive.end_run(run_index, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     });

@@ -60,4 +60,6 @@ void collective_step(MPI_Comm comm, const std::function<void()>& step) {
   throw CollectiveError(shared, info[0]);
 }
 
+void world_step(const std::function<void()>& step) { collective_step(MPI_COMM_WORLD, step); }
+
 }  // namespace divprune

@@ -31,5 +31,8 @@ void free_topology(Topology& topology);
 // message of the lowest failing rank; its exit code: core/errors.hpp exit_code_for). Use around steps that can fail on a subset
 // of ranks (opening files, loading a shard) so that no rank is left waiting in a later collective.
 void collective_step(MPI_Comm comm, const std::function<void()>& step);
+// collective_step over every rank of the run (MPI_COMM_WORLD): what the stages and commands use, so that they
+// name no MPI communicator themselves.
+void world_step(const std::function<void()>& step);
 
 }  // namespace divprune
