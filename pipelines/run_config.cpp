@@ -3,10 +3,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <fstream>
 #include <sstream>
 
 #include "core/errors.hpp"
+#include "core/input_file.hpp"
 
 namespace divprune {
 
@@ -102,6 +102,7 @@ RunConfig parse_run_config(const std::string& text, const std::filesystem::path&
   c.archive = root.get_path("archive");
   if (c.model.empty()) throw InputError(fmt::format("{}: `model` is required (a Hugging Face directory or llama2.c .bin)", name));
   if (c.archive.empty()) throw InputError(fmt::format("{}: `archive` is required (the HDF5 file of the run)", name));
+  require_output_file_path(c.archive, fmt::format("the archive (`archive` of {})", name));
   const ConfigNode stages = root["stages"];
   if (!stages.is_sequence() || stages.size() == 0)
     throw InputError(fmt::format("{}: `stages` must be a non-empty list, e.g. [baseline, evaluate]", name));
@@ -158,11 +159,7 @@ RunConfig parse_run_config(const std::string& text, const std::filesystem::path&
     PlanEntry e;
     e.where = p.where();
     auto read_file = [&](const std::filesystem::path& path) {
-      std::ifstream in(path);
-      if (!in) throw InputError(fmt::format("{}: cannot open the plan file {}", e.where, path.string()));
-      std::stringstream s;
-      s << in.rdbuf();
-      return s.str();
+      return read_input_file(path, fmt::format("the plan file named at {}", e.where));
     };
     if (p.is_scalar()) {
       const std::string value = p.as<std::string>();
@@ -202,11 +199,7 @@ RunConfig parse_run_config(const std::string& text, const std::filesystem::path&
 }
 
 RunConfig load_run_config(const std::filesystem::path& file, const std::vector<std::string>& overrides) {
-  std::ifstream in(file);
-  if (!in) throw InputError(fmt::format("{}: cannot open the run configuration", file.string()));
-  std::stringstream text;
-  text << in.rdbuf();
-  return parse_run_config(text.str(), file, overrides);
+  return parse_run_config(read_input_file(file, "the run configuration"), file, overrides);
 }
 
 }  // namespace divprune

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <limits>
 #include <sstream>
 
 #include "cli/command.hpp"
@@ -21,9 +22,14 @@ std::vector<int32_t> parse_ids(const std::string& text) {
   while (std::getline(in, item, ',')) {
     try {
       size_t used = 0;
-      const long value = std::stol(item, &used);
+      const long long value = std::stoll(item, &used);
       if (used != item.size()) throw std::invalid_argument(item);
+      // Checked before narrowing: 4294967297 must not wrap around to token 1.
+      if (value < std::numeric_limits<int32_t>::min() || value > std::numeric_limits<int32_t>::max())
+        throw InputError(fmt::format("--prompt-ids: {} is out of range for a token id", item));
       ids.push_back(static_cast<int32_t>(value));
+    } catch (const InputError&) {
+      throw;
     } catch (const std::exception&) {
       throw InputError(fmt::format("--prompt-ids: \"{}\" is not an integer (expected e.g. 1,2,3)", item));
     }
@@ -57,6 +63,13 @@ class GenerateCommand final : public Command {
       }
     });
     ModelReplica replica(topology, replica_options(model_, exec));
+    collective_step(MPI_COMM_WORLD, [&] {
+      const int64_t vocab = replica.config().vocab_size;
+      for (int32_t id : prompt)
+        if (id < 0 || id >= vocab)
+          throw InputError(fmt::format("{}: token id {} is outside the vocabulary [0, {}) of the model {}",
+                                       prompt_.empty() ? "--prompt-ids" : "--prompt", id, vocab, model_));
+    });
     std::vector<int32_t> out;
     world_step([&] { out = greedy_generate(replica.model(), prompt, count_); });
     if (topology.is_coordinator()) {

@@ -4,9 +4,13 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "archive/h5.hpp"
 #include "cli/command.hpp"
 #include "core/errors.hpp"
+#include "core/input_file.hpp"
 #include "parallel/gather_logits.hpp"
 #include "parallel/world.hpp"
 
@@ -27,10 +31,16 @@ class LogitsCommand final : public Command {
     std::vector<int32_t> ids;
     Shape dims;
     world_step([&] {
+      require_regular_file(input_, "the input file");  // a FIFO would block HDF5's open forever
+      require_output_file_path(out_, "--out");
+      if (!plan_.empty()) require_regular_file(plan_, "the plan file");  // before the model is loaded
       H5File in(input_, H5Mode::Read);
       ids = in.read_int32("input_ids", &dims);
       if (dims.size() != 2)
         throw InputError(fmt::format("{}: input_ids must be 2-D [batch, seq], found {}", input_, shape_string(dims)));
+      if (dims[0] < 1 || dims[1] < 1)
+        throw InputError(fmt::format("{}: input_ids must hold at least one sequence of at least one token, found {}",
+                                     input_, shape_string(dims)));
     });
     ModelReplica replica(topology, replica_options(model_, exec));
     if (!plan_.empty()) apply_plan_option(plan_, replica);  // collective; a bad plan fails every rank alike
@@ -58,6 +68,15 @@ class LogitsCommand final : public Command {
     }
     world_step([&] {
       if (!topology.is_coordinator()) return;
+      // A NaN or Inf logit means the forward overflowed: say where instead of writing a file of NaNs.
+      const auto bad = std::find_if(all.begin(), all.end(), [](float v) { return !std::isfinite(v); });
+      if (bad != all.end()) {
+        const int64_t i = bad - all.begin();
+        throw InputError(fmt::format("{}: the model {}{} gives a non-finite logit ({}) for input_ids[{}, {}] (weights or "
+                                     "activations overflow); {} not written",
+                                     input_, model_, plan_.empty() ? "" : " with the plan " + plan_, *bad,
+                                     i / (seq * vocab), i / vocab % seq, out_));
+      }
       H5File out(out_, H5Mode::Truncate);
       out.write_float("logits", {batch, seq, vocab}, all.data(), 1);
       spdlog::info("wrote logits [{}, {}, {}] to {}", batch, seq, vocab, out_);

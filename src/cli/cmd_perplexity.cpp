@@ -6,6 +6,7 @@
 
 #include "cli/command.hpp"
 #include "core/errors.hpp"
+#include "core/input_file.hpp"
 #include "metrics/corpus.hpp"
 #include "metrics/perplexity.hpp"
 #include "model/tokenizer.hpp"
@@ -29,6 +30,7 @@ class PerplexityCommand final : public Command {
     const auto start = std::chrono::steady_clock::now();
     std::vector<std::vector<int32_t>> chunks;
     world_step([&] {
+      if (!plan_.empty()) require_regular_file(plan_, "the plan file");  // before the model is loaded
       Tokenizer tokenizer(tokenizer_);
       chunks = chunk_stream(tokenize_corpus(tokenizer, text_), ctx_);
     });
@@ -40,6 +42,13 @@ class PerplexityCommand final : public Command {
     });
     size_t local_chunks = 0;
     NllSum total = replicated_perplexity(replica.workers(), chunks, topology, replica.config().bos_id, &local_chunks);
+    collective_step(MPI_COMM_WORLD, [&] {  // known on every rank: fails everywhere alike, printed once
+      if (total.first_nonfinite_chunk >= 0)
+        throw InputError(fmt::format("{}: chunk {} of {} (--ctx {}) has a non-finite NLL: the model {}{} produces "
+                                     "non-finite logits (weights or activations overflow)",
+                                     text_, total.first_nonfinite_chunk, chunks.size(), ctx_, model_,
+                                     plan_.empty() ? "" : " with the plan " + plan_));
+    });
     // Only the coordinator logs at info level: it reports every replica's share.
     const std::vector<int64_t> shares = gather_on_coordinator(static_cast<int64_t>(local_chunks));
     for (int r = 0; r < topology.replicas && topology.is_coordinator(); ++r)

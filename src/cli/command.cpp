@@ -17,7 +17,11 @@ void add_execution_options(CLI::App& sub, ExecutionOptions& exec) {
   sub.add_option("--backend", exec.backend, "Compute backend: cpu (fp32 reference) or cuda (bf16)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
-  sub.add_option("--threads", exec.threads, "BLAS threads per rank (0: the node's cores shared among its ranks)")
+  sub.add_option("--threads", exec.threads,
+                 fmt::format("BLAS threads (or CPU workers) per rank, 0 to {} (0: the node's cores shared among its "
+                             "ranks)",
+                             kMaxThreads))
+      ->check(CLI::Range(0, kMaxThreads))
       ->capture_default_str();
   sub.add_flag("-v,--verbose", [&exec](int64_t count) { exec.verbosity = 1 + static_cast<int>(count); },
                "More log output (repeat for debug)");

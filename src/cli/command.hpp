@@ -11,6 +11,10 @@
 
 namespace divprune {
 
+// The most --threads accepted: each thread may get its own model workspace, and far more threads than any node has
+// cores only exhaust memory or the thread limit after the work is done (issue 14).
+inline constexpr int kMaxThreads = 1024;
+
 struct ExecutionOptions {
   int tp = 1;
   std::string backend = "cpu";

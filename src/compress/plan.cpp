@@ -6,9 +6,9 @@
 #include <cmath>
 #include <fstream>
 #include <map>
-#include <sstream>
 
 #include "core/errors.hpp"
+#include "core/input_file.hpp"
 #include "core/yaml_config.hpp"
 
 namespace divprune {
@@ -218,11 +218,7 @@ ValidatedPlan parse_plan(const std::string& yaml_text, const ModelConfig& config
 }
 
 ValidatedPlan load_plan(const std::filesystem::path& file, const ModelConfig& config, int tp) {
-  std::ifstream in(file);
-  if (!in) throw InputError(fmt::format("{}: cannot open the plan file", file.string()));
-  std::stringstream text;
-  text << in.rdbuf();
-  return parse_plan(text.str(), config, file.string(), tp);
+  return parse_plan(read_input_file(file, "the plan file"), config, file.string(), tp);
 }
 
 std::string plan_to_yaml(const CompressionPlan& plan) {

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "core/errors.hpp"
+#include "core/input_file.hpp"
 
 namespace divprune {
 
@@ -17,6 +18,7 @@ std::string strip(const std::string& line) {
 }
 
 std::vector<int32_t> tokenize_corpus(const Tokenizer& tokenizer, const std::filesystem::path& text_file) {
+  require_regular_file(text_file, "text file");
   std::ifstream in(text_file);
   if (!in) throw InputError(fmt::format("{}: cannot open text file", text_file.string()));
   std::vector<int32_t> stream;

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/errors.hpp"
+#include "core/input_file.hpp"
 #include "core/sha256.hpp"
 #include "metrics/corpus.hpp"
 
@@ -16,6 +17,7 @@ namespace divprune {
 namespace {
 
 std::ifstream open_text(const std::filesystem::path& file, const char* what) {
+  require_regular_file(file, what);
   std::ifstream in(file);
   if (!in) throw InputError(fmt::format("{}: cannot open {}", file.string(), what));
   return in;

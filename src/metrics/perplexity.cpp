@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <mutex>
 
 #include "core/progress.hpp"
@@ -50,6 +51,9 @@ NllSum score_chunks(const std::vector<LlamaModel*>& workers, const std::vector<s
   for (size_t k = 0; k < indices.size(); ++k) {
     sum.nll += chunk_nll[k];
     sum.tokens += chunk_tokens[k];
+    const auto chunk = static_cast<int64_t>(indices[k]);
+    if (!std::isfinite(chunk_nll[k]) && (sum.first_nonfinite_chunk < 0 || chunk < sum.first_nonfinite_chunk))
+      sum.first_nonfinite_chunk = chunk;
   }
   return sum;
 }
@@ -73,7 +77,10 @@ NllSum replicated_perplexity(const std::vector<LlamaModel*>& workers, const std:
                     topology.is_replica_leader() ? static_cast<double>(local.tokens) : 0.0};
   double recv[2] = {0.0, 0.0};
   CHECK_MPI(MPI_Reduce(send, recv, 2, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD));
+  int64_t bad = local.first_nonfinite_chunk < 0 ? INT64_MAX : local.first_nonfinite_chunk;
+  CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT64_T, MPI_MIN, MPI_COMM_WORLD));
   NllSum total;
+  total.first_nonfinite_chunk = bad == INT64_MAX ? -1 : bad;
   total.nll = recv[0];
   total.tokens = static_cast<int64_t>(recv[1]);
   return total;

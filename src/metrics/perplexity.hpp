@@ -13,6 +13,9 @@ namespace divprune {
 struct NllSum {
   double nll = 0.0;
   int64_t tokens = 0;
+  // The smallest chunk index whose NLL is NaN or infinite (the model's outputs overflowed), -1 if none. The sum
+  // is then meaningless: callers report the chunk instead of printing "ppl nan".
+  int64_t first_nonfinite_chunk = -1;
   double perplexity() const;
 };
 
@@ -36,7 +39,7 @@ struct Topology;
 
 // Chunk i goes to replica i % replicas (a static split: every chunk costs about the same). The NLL sums of
 // all replicas are reduced onto the coordinator (only there is the result complete); `local_chunks` reports
-// how many this replica scored.
+// how many this replica scored. first_nonfinite_chunk is reduced onto every rank, so all can fail alike.
 NllSum replicated_perplexity(const std::vector<LlamaModel*>& workers, const std::vector<std::vector<int32_t>>& chunks,
                              const Topology& topology, int32_t bos_id, size_t* local_chunks = nullptr);
 

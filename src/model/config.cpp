@@ -2,11 +2,12 @@
 
 #include <fmt/format.h>
 
-#include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
-#include <sstream>
+#include <type_traits>
 
 #include "core/errors.hpp"
+#include "core/input_file.hpp"
 
 namespace divprune {
 
@@ -46,24 +47,39 @@ namespace {
 
 using nlohmann::json;
 
+// The value of `key` as T. nlohmann's get<int64_t> truncates 64.9 to 64 and wraps out-of-range integers: an
+// integer key must hold an integer JSON number that fits T.
+template <typename T>
+T value_as(const json& j, const char* key, const std::string& source) {
+  const json& v = j.at(key);
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    if (v.is_number_float())
+      throw InputError(fmt::format("{}: key \"{}\" must be an integer (found {})", source, key, v.dump()));
+    const bool fits = !v.is_number_integer() ||  // a string or the like: "has the wrong type" below
+                      (v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
+                                              : v.get<int64_t>() >= std::numeric_limits<T>::min() &&
+                                                    v.get<int64_t>() <= std::numeric_limits<T>::max());
+    if (!fits)
+      throw InputError(fmt::format("{}: key \"{}\" is out of range (found {}, at most {})", source, key, v.dump(),
+                                   std::numeric_limits<T>::max()));
+  }
+  try {
+    return v.get<T>();
+  } catch (const json::exception&) {
+    throw InputError(fmt::format("{}: key \"{}\" has the wrong type (found {})", source, key, v.dump()));
+  }
+}
+
 template <typename T>
 T required(const json& j, const char* key, const std::string& source) {
   if (!j.contains(key)) throw InputError(fmt::format("{}: missing key \"{}\"", source, key));
-  try {
-    return j.at(key).get<T>();
-  } catch (const json::exception&) {
-    throw InputError(fmt::format("{}: key \"{}\" has the wrong type (found {})", source, key, j.at(key).dump()));
-  }
+  return value_as<T>(j, key, source);
 }
 
 template <typename T>
 T optional(const json& j, const char* key, T fallback, const std::string& source) {
   if (!j.contains(key) || j.at(key).is_null()) return fallback;
-  try {
-    return j.at(key).get<T>();
-  } catch (const json::exception&) {
-    throw InputError(fmt::format("{}: key \"{}\" has the wrong type (found {})", source, key, j.at(key).dump()));
-  }
+  return value_as<T>(j, key, source);
 }
 
 }  // namespace
@@ -120,11 +136,7 @@ ModelConfig parse_hf_config_text(const std::string& text, const std::string& sou
 }
 
 ModelConfig parse_hf_config(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  if (!in) throw InputError(fmt::format("{}: cannot open config file", path.string()));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return parse_hf_config_text(buffer.str(), path.string());
+  return parse_hf_config_text(read_input_file(path, "config file"), path.string());
 }
 
 }  // namespace divprune

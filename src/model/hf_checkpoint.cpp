@@ -2,12 +2,11 @@
 // model.safetensors.index.json. Shards are opened (mapped and header-checked) up front.
 #include <fmt/format.h>
 
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "core/errors.hpp"
+#include "core/input_file.hpp"
 #include "model/checkpoint.hpp"
 #include "model/llama2c_checkpoint.hpp"
 #include "model/safetensors.hpp"
@@ -47,13 +46,10 @@ class HfCheckpoint final : public Checkpoint {
 
  private:
   void load_index(const std::filesystem::path& dir, const std::filesystem::path& index) {
-    std::ifstream in(index);
-    if (!in) throw InputError(fmt::format("{}: cannot open", index.string()));
-    std::stringstream text;
-    text << in.rdbuf();
+    const std::string text = read_input_file(index, "the safetensors index");
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(text.str());
+      j = nlohmann::json::parse(text);
     } catch (const nlohmann::json::parse_error& e) {
       throw InputError(fmt::format("{}: malformed JSON: {}", index.string(), e.what()));
     }

@@ -52,7 +52,8 @@ Tensor LlamaModel::forward(std::span<const int32_t> ids, int64_t pos0, KvCache& 
                                  pos0 + n, cache.capacity, config_.max_seq_len));
   for (int32_t id : ids)
     if (id < 0 || id >= config_.vocab_size)
-      throw InputError(fmt::format("token id {} is outside the vocabulary [0, {})", id, config_.vocab_size));
+      throw InputError(fmt::format("token id {} is outside the vocabulary [0, {}) of {}", id, config_.vocab_size,
+                                   config_.source));
   ensure_workspace(n);
   const int64_t D = config_.head_dim, H = layout_.heads;
   Tensor x = ws_.x.rows(0, n);        // (n, C) residual stream

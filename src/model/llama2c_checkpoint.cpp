@@ -16,7 +16,7 @@ namespace {
 
 class Llama2cCheckpoint final : public Checkpoint {
  public:
-  explicit Llama2cCheckpoint(const std::filesystem::path& path) : file_(path) {
+  explicit Llama2cCheckpoint(const std::filesystem::path& path) : file_(path, "the llama2.c checkpoint") {
     const std::string where = path.string();
     int32_t header[7];
     if (file_.size() < sizeof(header))
@@ -43,10 +43,14 @@ class Llama2cCheckpoint final : public Checkpoint {
     const int64_t C = config_.hidden_size, F = config_.intermediate_size, L = config_.num_layers;
     const int64_t D = config_.head_dim, V = config_.vocab_size;
     const int64_t q = config_.num_heads * D, kv = config_.num_kv_heads * D;
-    size_t offset = sizeof(header);
+    // Byte offsets with overflow checked: crafted int32 header fields multiply to more than 64 bits.
+    uint64_t offset = sizeof(header);
+    bool overflow = false;
     auto add = [&](const std::string& block, Shape shape, int64_t count) {
-      blocks_[block] = Block{offset, std::move(shape)};
-      offset += static_cast<size_t>(count * shape_numel(blocks_[block].shape)) * sizeof(float);
+      blocks_[block] = Block{static_cast<size_t>(offset), shape};
+      uint64_t bytes = sizeof(float) * static_cast<uint64_t>(count);
+      for (int64_t d : shape) overflow |= __builtin_mul_overflow(bytes, static_cast<uint64_t>(d), &bytes);
+      overflow |= __builtin_add_overflow(offset, bytes, &offset);
     };
     add("embed", {V, C}, 1);
     add("rms_att", {C}, L);
@@ -61,9 +65,17 @@ class Llama2cCheckpoint final : public Checkpoint {
     add("rms_final", {C}, 1);
     add("freq_cis", {config_.max_seq_len, D}, 1);  // real and imaginary halves, D/2 each: skipped
     if (!shared_classifier) add("wcls", {V, C}, 1);
+    if (overflow)
+      throw InputError(fmt::format("{}: the header's sizes (dim {}, hidden_dim {}, n_layers {}, vocab {}, seq_len {}) "
+                                   "overflow 64-bit byte offsets", where, C, F, L, V, config_.max_seq_len));
     if (offset > file_.size())
       throw InputError(fmt::format("{}: truncated: the header describes {} bytes of weights, the file has {}", where,
                                    offset, file_.size()));
+    // The file must end where the header says: trailing bytes mean the header disagrees with the data (e.g. fewer
+    // layers declared than written), and every tensor after the first wrong size would be read misaligned.
+    if (offset < file_.size())
+      throw InputError(fmt::format("{}: {} trailing bytes: the header describes {} bytes (n_layers {}), the file has {}",
+                                   where, file_.size() - offset, offset, L, file_.size()));
   }
 
   const ModelConfig& config() const override { return config_; }

@@ -10,10 +10,12 @@
 #include <cstring>
 
 #include "core/errors.hpp"
+#include "core/input_file.hpp"
 
 namespace divprune {
 
-MappedFile::MappedFile(const std::filesystem::path& path) : path_(path) {
+MappedFile::MappedFile(const std::filesystem::path& path, std::string_view what) : path_(path) {
+  require_regular_file(path, what);
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw InputError(fmt::format("{}: cannot open: {}", path.string(), std::strerror(errno)));
   struct stat st {};

@@ -5,12 +5,15 @@
 #include <cstdint>
 #include <filesystem>
 #include <span>
+#include <string_view>
 
 namespace divprune {
 
 class MappedFile {
  public:
-  explicit MappedFile(const std::filesystem::path& path);  // throws InputError naming the file
+  // `what` names the file in messages ("the safetensors file"). Throws InputError naming the file; a FIFO or other
+  // non-regular file is refused before it is opened (core/input_file.hpp).
+  MappedFile(const std::filesystem::path& path, std::string_view what);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;

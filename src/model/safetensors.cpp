@@ -2,7 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <utility>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 #include "core/enum_names.hpp"
@@ -44,9 +48,25 @@ DType parse_safetensors_dtype(const std::string& name, const std::string& tensor
                                kSafetensorsDTypeNames.known()));
 }
 
+// The non-negative integers of a header array ("shape", "data_offsets"). nlohmann's get<> would silently truncate
+// 0.5 to 0 and wrap -1; a float or negative entry means the file is not what its writer meant.
+std::vector<uint64_t> header_integers(const nlohmann::json& value, const char* key, const std::string& tensor,
+                                      const std::string& file) {
+  if (!value.is_array())
+    throw InputError(fmt::format("{}: tensor \"{}\": {} must be an array of integers, found {}", file, tensor, key, value.dump()));
+  std::vector<uint64_t> out;
+  for (const auto& item : value) {
+    if (!item.is_number_unsigned())
+      throw InputError(fmt::format("{}: tensor \"{}\": {} must hold non-negative integers, found {}", file, tensor,
+                                   key, item.dump()));
+    out.push_back(item.get<uint64_t>());
+  }
+  return out;
+}
+
 }  // namespace
 
-SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path) {
+SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path, "the safetensors file") {
   const std::string where = path.string();
   const size_t file_size = file_.size();
   if (file_size < 8) throw InputError(fmt::format("{}: truncated: {} bytes, too short for the 8-byte header length", where, file_size));
@@ -55,6 +75,10 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path
   if (header_len > file_size - 8)
     throw InputError(fmt::format("{}: header length {} is larger than the file ({} bytes)", where, header_len, file_size));
   const char* header_text = reinterpret_cast<const char*>(file_.bytes().data() + 8);
+  // The format pads the header with spaces; a NUL byte is not JSON (nor a valid character inside a JSON string).
+  if (const void* nul = std::memchr(header_text, '\0', header_len))
+    throw InputError(fmt::format("{}: safetensors header holds a NUL byte at offset {} (padding must be spaces)", where,
+                                 8 + (static_cast<const char*>(nul) - header_text)));
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(header_text, header_text + header_len);
@@ -72,8 +96,7 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path
     entry.meta.file = where;
     try {
       entry.meta.dtype = parse_safetensors_dtype(value["dtype"].get<std::string>(), name, where);
-      entry.meta.shape = value["shape"].get<Shape>();
-      auto offsets = value["data_offsets"].get<std::vector<uint64_t>>();
+      const std::vector<uint64_t> offsets = header_integers(value["data_offsets"], "data_offsets", name, where);
       if (offsets.size() != 2 || offsets[0] > offsets[1])
         throw InputError(fmt::format("{}: tensor \"{}\" has invalid data_offsets", where, name));
       entry.begin = data_start + offsets[0];
@@ -84,14 +107,32 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path
     } catch (const nlohmann::json::exception& e) {
       throw InputError(fmt::format("{}: tensor \"{}\": malformed entry: {}", where, name, e.what()));
     }
-    for (int64_t d : entry.meta.shape)
-      if (d < 0) throw InputError(fmt::format("{}: tensor \"{}\" has a negative dimension", where, name));
-    const size_t expected = static_cast<size_t>(shape_numel(entry.meta.shape)) * dtype_size(entry.meta.dtype);
+    // The byte count of the shape, with overflow checked: a shape like [2^40, 2^40] must not wrap around to a
+    // small number that matches the data (shape_numel does not check).
+    const std::vector<uint64_t> dims = header_integers(value["shape"], "shape", name, where);
+    uint64_t expected = dtype_size(entry.meta.dtype);
+    for (uint64_t d : dims) {
+      if (d > static_cast<uint64_t>(INT64_MAX) || __builtin_mul_overflow(expected, d, &expected))
+        throw InputError(fmt::format("{}: tensor \"{}\" has shape {}, whose size overflows 64 bits", where, name,
+                                     value["shape"].dump()));
+      entry.meta.shape.push_back(static_cast<int64_t>(d));
+    }
     if (entry.end - entry.begin != expected)
       throw InputError(fmt::format("{}: tensor \"{}\" has {} data bytes, its shape {} and dtype need {}", where, name,
                                    entry.end - entry.begin, shape_string(entry.meta.shape), expected));
     tensors_.emplace(name, std::move(entry));
   }
+  // No two tensors may share bytes: overlapping entries alias each other's weights (a corrupt or crafted file).
+  std::vector<std::pair<const std::string*, const Entry*>> by_offset;
+  for (const auto& [name, entry] : tensors_)
+    if (entry.end > entry.begin) by_offset.emplace_back(&name, &entry);
+  std::sort(by_offset.begin(), by_offset.end(), [](const auto& a, const auto& b) { return a.second->begin < b.second->begin; });
+  for (size_t i = 1; i < by_offset.size(); ++i)
+    if (by_offset[i].second->begin < by_offset[i - 1].second->end)
+      throw InputError(fmt::format("{}: tensors \"{}\" and \"{}\" overlap (data bytes [{}, {}) and [{}, {}))", where,
+                                   *by_offset[i - 1].first, *by_offset[i].first, by_offset[i - 1].second->begin - data_start,
+                                   by_offset[i - 1].second->end - data_start, by_offset[i].second->begin - data_start,
+                                   by_offset[i].second->end - data_start));
 }
 
 TensorMeta SafetensorsFile::meta(const std::string& name) const {

@@ -4,13 +4,13 @@
 #include <sentencepiece_processor.h>
 
 #include "core/errors.hpp"
+#include "core/input_file.hpp"
 
 namespace divprune {
 
 Tokenizer::Tokenizer(const std::filesystem::path& model_file)
     : processor_(std::make_unique<sentencepiece::SentencePieceProcessor>()), source_(model_file.string()) {
-  if (!std::filesystem::is_regular_file(model_file))
-    throw InputError(fmt::format("{}: tokenizer model not found", source_));
+  require_regular_file(model_file, "the tokenizer model");
   auto status = processor_->Load(model_file.string());
   if (!status.ok()) throw InputError(fmt::format("{}: not a SentencePiece model: {}", source_, status.ToString()));
 }

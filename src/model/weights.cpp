@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "core/errors.hpp"
 #include "kernels/backend.hpp"
 #include "model/config.hpp"
@@ -24,6 +27,20 @@ void check_shape(const Checkpoint& ckpt, const std::string& name, const Shape& e
                                  shape_string(meta.shape), ckpt.config().source, shape_string(expected)));
 }
 
+// One NaN or Inf weight turns every output into NaN (perplexity "nan", exit 0): refuse it on load, naming the
+// tensor and the first bad element (its index in the full tensor). One pass over values just converted: cheap
+// next to the conversion itself.
+void check_finite(const Checkpoint& ckpt, const std::string& name, const std::vector<float>& values, Range rows,
+                  Range cols, bool is_vector) {
+  const auto bad = std::find_if(values.begin(), values.end(), [](float v) { return !std::isfinite(v); });
+  if (bad == values.end()) return;
+  const int64_t i = bad - values.begin();
+  const int64_t row = rows.begin + i / cols.size(), col = cols.begin + i % cols.size();
+  const std::string index = is_vector ? fmt::format("[{}]", col) : fmt::format("[{}, {}]", row, col);
+  throw InputError(fmt::format("{}: tensor \"{}\" holds a non-finite value ({}) at index {}", ckpt.meta(name).file,
+                               name, *bad, index));
+}
+
 HostMatrix read_matrix(const Checkpoint& ckpt, const std::string& name, const Shape& full, Range rows, Range cols) {
   check_shape(ckpt, name, full);
   HostMatrix m;
@@ -31,6 +48,7 @@ HostMatrix read_matrix(const Checkpoint& ckpt, const std::string& name, const Sh
   m.cols = cols.size();
   m.data.resize(static_cast<size_t>(m.rows * m.cols));
   ckpt.read(name, rows, cols, m.data);
+  check_finite(ckpt, name, m.data, rows, cols, false);
   return m;
 }
 
@@ -38,6 +56,7 @@ std::vector<float> read_vector(const Checkpoint& ckpt, const std::string& name, 
   check_shape(ckpt, name, {size});
   std::vector<float> v(static_cast<size_t>(size));
   ckpt.read(name, {0, 1}, {0, size}, v);
+  check_finite(ckpt, name, v, {0, 1}, {0, size}, true);
   return v;
 }
 
