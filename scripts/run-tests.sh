@@ -5,7 +5,8 @@
 #  2. builds Release in build/ and runs every test that needs no GPU: ctest -LE gpu (unit, mpi and slow; the
 #     whole-corpus WikiText-2 references come from one shared run, the fixture test wikitext_run);
 #  3. builds the fast CPU tests, the MPI ones included, with AddressSanitizer + UBSan in build-asan/ and runs them:
-#     ctest -LE "gpu|slow|analysis" (analysis: the Python scripts, whose pipeline run the C++ tests cover).
+#     ctest -LE "gpu|slow|analysis|slurm" (analysis: the Python scripts, whose pipeline run the C++ tests cover);
+#  4. runs the Slurm test with the Release binary: ctest -L slurm (tests/slurm: a live single-machine cluster).
 # Each phase's duration is printed at the end.
 # Exits non-zero if any step fails; both test phases run even if the first one fails.
 # Environment: DIVPRUNE_CUDA=OFF skips the CUDA backend in build/ (built by default when the toolkit is found;
@@ -37,15 +38,15 @@ phase "Release build (build/, DIVPRUNE_CUDA=$CUDA)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DDIVPRUNE_CUDA="$CUDA"
 cmake --build build -j "$JOBS"
 
-phase "Release tests: ctest -LE gpu"
-ctest --test-dir build --output-on-failure -LE gpu -j2 || status=1
+phase "Release tests: ctest -LE \"gpu|slurm\""
+ctest --test-dir build --output-on-failure -LE "gpu|slurm" -j2 || status=1
 
 # The sanitizer build is CPU-only (the CUDA runtime and ASan's shadow memory do not mix) and builds only what
 # the selected tests need: their test_<name> executables and the divprune binary the CLI tests run. Debug keeps
 # asserts on; -O1 -g1 (line tables) compiles in about half the time of -O2 -g and still gives file:line traces.
 phase "AddressSanitizer build (build-asan/)"
 # The MPI tests run here too (every rank is a sanitized process under mpirun); the slow ones stay out.
-ASAN_LABELS="gpu|slow|analysis"
+ASAN_LABELS="gpu|slow|analysis|slurm"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" -DDIVPRUNE_SANITIZE=ON \
   -DDIVPRUNE_CUDA=OFF
 mapfile -t asan_tests < <(ctest --test-dir build-asan -N -LE "$ASAN_LABELS" | sed -n 's/^ *Test *#[0-9]*: *//p')
@@ -76,6 +77,11 @@ ctest --test-dir build-asan --output-on-failure -LE "$ASAN_LABELS|mpi" -j2 || st
 # checking of MPI runs is not possible yet; memory errors and undefined behaviour are still caught on every rank.
 ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0" \
   ctest --test-dir build-asan --output-on-failure -L mpi -LE "$ASAN_LABELS" -j2 || status=1
+
+# Its own phase: it starts munged, slurmctld and slurmd on localhost (stopped by pid when it ends) and submits
+# the real slurm/ scripts; its duration is reported apart from the unit tests'.
+phase "Slurm test: ctest -L slurm (build/)"
+ctest --test-dir build --output-on-failure -L slurm || status=1
 
 phase "done"
 printf 'run-tests: %s\n' "${durations[@]}"
