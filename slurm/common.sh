@@ -3,7 +3,7 @@
 # Environment (all optional except DIVPRUNE_CONFIG):
 #   DIVPRUNE_CONFIG      the run's YAML config (required)
 #   DIVPRUNE_HOME        the divprune repository (found by the sbatch scripts; see divprune_find_home there)
-#   DIVPRUNE_BIN         the divprune binary (default: $DIVPRUNE_HOME/build/src/divprune)
+#   DIVPRUNE_BIN         the divprune binary (default: $DIVPRUNE_HOME/build/src/cli/divprune)
 #   DIVPRUNE_BACKEND     cpu or cuda (default: cuda when the job has GPUs, cpu otherwise)
 #   DIVPRUNE_TP          tensor-parallel ranks per replica (default: GPUs per node on GPU jobs, 1 on CPU jobs)
 #   DIVPRUNE_ENV_SCRIPT  a file sourced before anything runs (module load ..., a virtualenv, LD_LIBRARY_PATH)
@@ -70,7 +70,7 @@ divprune_load_environment() {
 
 divprune_check_inputs() {
   : "${DIVPRUNE_HOME:?DIVPRUNE_HOME is not set (the sbatch scripts set it before sourcing common.sh)}"
-  DIVPRUNE_BIN="${DIVPRUNE_BIN:-$DIVPRUNE_HOME/build/src/divprune}"
+  DIVPRUNE_BIN="${DIVPRUNE_BIN:-$DIVPRUNE_HOME/build/src/cli/divprune}"
   [[ -n "${DIVPRUNE_CONFIG:-}" ]] ||
     divprune_die "set DIVPRUNE_CONFIG to the YAML config of the run (DIVPRUNE_CONFIG=configs/x.yaml sbatch ...)"
   [[ -x "$DIVPRUNE_BIN" ]] ||

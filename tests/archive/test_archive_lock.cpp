@@ -5,6 +5,8 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
+#include <string>
 
 #include "archive/archive_lock.hpp"
 #include "core/errors.hpp"

@@ -49,7 +49,8 @@ MpiDefault=none
 JobRequeue=1
 ReturnToService=2
 SchedulerType=sched/builtin
-SchedulerTimeSlice=5
+# The main scheduling loop every 2 s (60 s by default): a requeued job starts again as soon as it may.
+SchedulerParameters=sched_interval=2
 KillWait=10
 MinJobAge=3600
 InactiveLimit=0
