@@ -18,6 +18,7 @@
 #include "core/errors.hpp"
 #include "core/progress.hpp"
 #include "core/sha256.hpp"
+#include "core/stop_signal.hpp"
 #include "metrics/divergence.hpp"
 #include "metrics/eval_units.hpp"
 #include "metrics/teacher_forced.hpp"
@@ -237,6 +238,7 @@ std::vector<std::string> evaluate_plan_entries(StageContext& ctx, const std::vec
     record.features = plan_features(p.plan.plan(), model_config);
     record.per_token = ctx.config.store_per_token;
     ctx.archive.write_plan(record, set, outputs, cmp);
+    note_progress();  // an interrupted run that archived a plan made progress (core/stop_signal.hpp)
     ++archived;
     using M = SummaryMetric;
     const Summary& s = cmp.summary;

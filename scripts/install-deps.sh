@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything divprune needs to build, test and analyse, on Debian 12 (bookworm), as root.
+# slurm-wlm and munge are for the Slurm test (tests/slurm), which starts its own daemons with its own config.
 # Idempotent: when every package is already installed it does nothing (no apt-get update, no network).
 set -euo pipefail
 
@@ -11,6 +12,7 @@ PACKAGES=(
   libhdf5-dev libyaml-cpp-dev libxgboost-dev libsentencepiece-dev libopenblas-dev
   libgtest-dev libgmock-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libssl-dev
   python3 python3-h5py python3-numpy python3-pandas python3-matplotlib
+  slurm-wlm munge
 )
 
 missing=()

@@ -7,7 +7,9 @@
 #     Python analysis scripts; the include-layering check); the CUDA backend, GPU tests and benchmarks are
 #     compiled there too, never run;
 #  3. builds every other test, the MPI ones included, with AddressSanitizer + UBSan in build-asan/ and runs them
-#     there: ctest -LE "gpu|slow|analysis|layering". Every test runs once.
+#     there: ctest -LE "gpu|slow|analysis|layering|slurm";
+#  4. runs the Slurm test with the Release binary: ctest -L slurm (tests/slurm: a live single-machine cluster).
+#  Every test runs once.
 # Each phase's duration is printed at the end.
 # Exits non-zero if any step fails; both test phases run even if the first one fails.
 # Environment: DIVPRUNE_CUDA=OFF skips the CUDA backend in build/ (built by default when the toolkit is found;
@@ -68,7 +70,7 @@ ctest --test-dir build --output-on-failure -L "$RELEASE_LABELS" -LE gpu -j2 || s
 # asserts on; -O1 -g1 (line tables) compiles in about half the time of -O2 -g and still gives file:line traces.
 phase "AddressSanitizer build (build-asan/)"
 # The MPI tests run here too (every rank is a sanitized process under mpirun); the slow ones stay out.
-ASAN_LABELS="gpu|slow|analysis|layering"
+ASAN_LABELS="gpu|slow|analysis|layering|slurm"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" -DDIVPRUNE_SANITIZE=ON \
   -DDIVPRUNE_CUDA=OFF
 mapfile -t asan_targets < <(test_targets build-asan -LE "$ASAN_LABELS")
@@ -88,6 +90,11 @@ ctest --test-dir build-asan --output-on-failure -LE "$ASAN_LABELS|mpi" -j2 || st
 # checking of MPI runs is not possible yet; memory errors and undefined behaviour are still caught on every rank.
 ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0" \
   ctest --test-dir build-asan --output-on-failure -L mpi -LE "$ASAN_LABELS" -j2 || status=1
+
+# Its own phase: it starts munged, slurmctld and slurmd on localhost (stopped by pid when it ends) and submits
+# the real slurm/ scripts; its duration is reported apart from the unit tests'.
+phase "Slurm test: ctest -L slurm (build/)"
+ctest --test-dir build --output-on-failure -L slurm || status=1
 
 phase "done"
 printf 'run-tests: %s\n' "${durations[@]}"

@@ -63,7 +63,7 @@ class GenerateCommand final : public Command {
       }
     });
     ModelReplica replica(topology, replica_options(model_, exec));
-    collective_step(MPI_COMM_WORLD, [&] {
+    world_step([&] {
       const int64_t vocab = replica.config().vocab_size;
       for (int32_t id : prompt)
         if (id < 0 || id >= vocab)

@@ -42,7 +42,7 @@ class PerplexityCommand final : public Command {
     });
     size_t local_chunks = 0;
     NllSum total = replicated_perplexity(replica.workers(), chunks, topology, replica.config().bos_id, &local_chunks);
-    collective_step(MPI_COMM_WORLD, [&] {  // known on every rank: fails everywhere alike, printed once
+    world_step([&] {  // known on every rank: fails everywhere alike, printed once
       if (total.first_nonfinite_chunk >= 0)
         throw InputError(fmt::format("{}: chunk {} of {} (--ctx {}) has a non-finite NLL: the model {}{} produces "
                                      "non-finite logits (weights or activations overflow)",

@@ -1,5 +1,6 @@
 #include "parallel/work_queue.hpp"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -28,6 +29,10 @@ WorkQueue::~WorkQueue() {
 
 int64_t WorkQueue::take_next(int replica) {
   if (next_item_ >= items_) return -1;
+  if (stop_requested()) {
+    stopped_ = true;
+    return -1;
+  }
   ++handed_[static_cast<size_t>(replica)];
   return next_item_++;
 }
@@ -110,7 +115,13 @@ void WorkQueue::finish() {
     while (leaders_done_ < topology_.replicas - 1) serve(true);
     finished_ = true;
   }
-  CHECK_MPI(MPI_Barrier(comm_));
+  // All ranks meet and learn whether the coordinator stopped early (its flag is the only one that counts:
+  // every rank must leave the stage at the same point).
+  int stopped = stopped_ ? 1 : 0;
+  CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &stopped, 1, MPI_INT, MPI_MAX, comm_));
+  if (stopped)
+    throw StopRequested(fmt::format("stop requested: {} of {} work items handed out, the rest left for the next run",
+                                    next_item_, items_));
 }
 
 }  // namespace divprune

@@ -18,6 +18,11 @@
 //     queue.submit(*item, std::move(result));        // collective over the tp group; the leader sends
 //   }
 //   queue.finish();                                   // collective over MPI_COMM_WORLD
+//
+// Graceful stop (core/stop_signal.hpp): once the coordinator's stop flag is set (SIGTERM / SIGUSR1), it hands
+// out no further item; the items in flight finish and their results are delivered as usual, and finish()
+// throws StopRequested on every rank. Every stage spreads its plans or work units through this queue, so this
+// one check stops them all between units, never inside an archive write.
 #include <mpi.h>
 
 #include <cstdint>
@@ -26,6 +31,7 @@
 #include <vector>
 
 #include "core/errors.hpp"
+#include "core/stop_signal.hpp"
 #include "parallel/bytes.hpp"
 #include "parallel/topology.hpp"
 
@@ -50,7 +56,8 @@ class WorkQueue {
   // Coordinator: answers pending requests and receives pending results without blocking. Elsewhere: no-op.
   void poll();
   // Collective over MPI_COMM_WORLD, after next() returned nullopt: the coordinator serves until every other
-  // replica leader was told that the queue is empty; then all ranks meet.
+  // replica leader was told that the queue is empty; then all ranks meet. Throws StopRequested on every rank
+  // when the coordinator stopped handing out items because of a stop signal (items were left undone).
   void finish();
 
   int64_t items() const { return items_; }
@@ -69,6 +76,7 @@ class WorkQueue {
   int leaders_done_ = 0;           // coordinator: other leaders that were answered "empty"
   std::vector<int64_t> handed_;    // coordinator: per replica
   bool finished_ = false;
+  bool stopped_ = false;           // coordinator: an item was refused because a stop was requested
 };
 
 }  // namespace divprune

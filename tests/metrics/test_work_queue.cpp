@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <csignal>
 #include <chrono>
 #include <map>
 #include <thread>
 
+#include "core/stop_signal.hpp"
 #include "parallel/topology.hpp"
 #include "parallel/work_queue.hpp"
 
@@ -64,6 +66,57 @@ TEST(WorkQueue, EachItemToExactlyOneReplicaTp1) { check_queue(1, 37); }
 TEST(WorkQueue, EachItemToExactlyOneReplicaTp2) { check_queue(2, 23); }
 TEST(WorkQueue, FewerItemsThanReplicas) { check_queue(1, 2); }
 TEST(WorkQueue, NoItems) { check_queue(2, 0); }
+
+// A stop signal on the coordinator after `stop_after` results: no further item is handed out, every item that
+// was handed out is still delivered exactly once, and finish() throws StopRequested on every rank.
+void check_stop(int tp, int64_t items, int64_t stop_after) {
+  Topology topo = make_topology(tp);
+  reset_stop_request();
+  std::map<int64_t, int> received;
+  WorkQueue queue(topo, items, [&](int64_t item, int, Bytes&&) {
+    EXPECT_EQ(received.count(item), 0u) << "item " << item << " delivered twice";
+    received[item] = 1;
+    if (static_cast<int64_t>(received.size()) == stop_after) raise(SIGTERM);
+  });
+  while (auto item = queue.next()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    queue.poll();
+    queue.submit(*item, Bytes(8, 0));
+  }
+  bool threw = false;
+  try {
+    queue.finish();
+  } catch (const StopRequested&) {
+    threw = true;
+  }
+  EXPECT_TRUE(threw) << "finish() must throw StopRequested on every rank";
+  if (topo.is_coordinator()) {
+    EXPECT_EQ(stop_signal_number(), SIGTERM);
+    int64_t handed = 0;
+    for (int64_t h : queue.handed()) handed += h;
+    EXPECT_LT(handed, items) << "items were handed out after the stop";
+    EXPECT_GE(static_cast<int64_t>(received.size()), stop_after);
+    EXPECT_EQ(static_cast<int64_t>(received.size()), handed) << "a handed-out item was lost";
+  }
+  reset_stop_request();
+  free_topology(topo);
+}
+
+TEST(WorkQueue, StopSignalEndsEveryRankCleanly) {
+  install_stop_handlers();
+  check_stop(1, 200, 5);
+  check_stop(2, 200, 3);
+  // Only the coordinator's flag counts: a signal on another rank alone does not stop the queue.
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (rank == 1) raise(SIGUSR1);
+  EXPECT_EQ(stop_requested(), rank == 1);
+  if (rank == 1) {
+    EXPECT_EQ(stop_signal_number(), SIGUSR1);
+  }
+  check_queue(1, 11);
+  reset_stop_request();
+}
 
 }  // namespace
 }  // namespace divprune
