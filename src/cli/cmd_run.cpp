@@ -111,7 +111,7 @@ class RunCommand final : public Command {
     install_stop_handlers();
     // One writer per archive: a second job on it stops here, naming the holder (archive/archive_lock.hpp).
     std::optional<ArchiveLock> lock;
-    collective_step(MPI_COMM_WORLD, [&] {
+    world_step([&] {
       if (topology.is_coordinator()) lock.emplace(config.archive);
     });
     ModelReplica replica(topology, replica_options(config.model.string(), exec));
