@@ -136,7 +136,27 @@ def load_archive(path, logprobs=True):
             run["search"] = _load_search(f["search"])
         if "sensitivity" in f:
             run["sensitivity"] = _group_tree(f["sensitivity"])
+        if "heldout" in f:
+            run["heldout"] = _load_heldout(f["heldout"], str(path), logprobs)
     return run
+
+
+def _load_heldout(group, path, logprobs):
+    """/heldout: a run-like dict of its data, baseline and plans (the /data, /baseline, /plans layout), plus the
+    stage's "candidates" and "comparisons" trees (None when missing)."""
+    h = {"path": path, "attrs": {}, "runs": {}, "data": {}, "baseline": None, "plans": [], "feature_names": [],
+         "candidates": None, "comparisons": None}
+    if "data" in group:
+        h["data"] = _load_data(group["data"])
+    if "baseline" in group:
+        h["baseline"] = _group_dict(group["baseline"], skip=() if logprobs else ("logprobs",))
+        h["baseline"]["attrs"] = _attrs(group["baseline"])
+    if "plans" in group:
+        _load_plans(group["plans"], h)
+    for name in ("candidates", "comparisons"):
+        if name in group:
+            h[name] = _group_tree(group[name])
+    return h
 
 
 def base_logprobs(run):
@@ -858,11 +878,52 @@ def dataset_names(path):
     return names
 
 
+def check_heldout(run):
+    """/heldout against its plans and against /plans: every candidate's selection and held-out objective, the
+    best on held-out numbers, and every interval recomputed with analysis/bootstrap.py (the numpy twin of
+    src/metrics/bootstrap.hpp: identical for mean differences)."""
+    h = run.get("heldout")
+    if not h or not h["candidates"] or h["candidates"]["attrs"].get("complete") != 1:
+        return []
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
+    from bootstrap import paired_bootstrap
+    problems, c = [], h["candidates"]
+    objective = c["attrs"]["objective"]
+    key, maximised = objective_key(objective), objective_maximised(objective)
+    sel, held = plans_by_id(run), plans_by_id(h)
+    for role, pid, s_val, h_val in zip(c["roles"], c["ids"], c["selection"], c["heldout"]):
+        for where, by_id, value in (("/plans", sel, s_val), ("/heldout/plans", held, h_val)):
+            if not _same(plan_value(by_id.get(pid), key), value):
+                problems.append(f"/heldout/candidates {role} {pid}: {value} is not {key} of {where}/{pid}")
+    searched = [(v, pid) for r, pid, v in zip(c["roles"], c["ids"], c["heldout"]) if r.startswith("search_")]
+    best = c["attrs"]["best_id"]
+    want = max(v for v, _ in searched) if maximised else min(v for v, _ in searched)
+    if not any(pid == best and v == want for v, pid in searched):
+        problems.append(f"/heldout/candidates: best_id {best} is not the searched candidate best on held-out data")
+    r = h["comparisons"]
+    if not r or r["attrs"].get("complete") != 1:
+        return problems + ["/heldout/comparisons: missing or incomplete"]
+    a = r["attrs"]
+    array = {"mean_fdt": ("prompts", "fdt"), "mean_kl": ("tokens", "kl"), "perplexity": ("tokens", "nll")}[objective]
+    units = lambda pid: np.asarray(held[pid][array[0]][array[1]], np.float64)
+    for i, (role, pid) in enumerate(zip(r["roles"], r["ids"])):
+        x, y = (units(best), units(pid)) if maximised else (units(pid), units(best))
+        got = paired_bootstrap(x, y, a["statistic"], int(a["resamples"]), int(a["seed"]))
+        stored = (r["estimate"][i], r["lower"][i], r["upper"][i])
+        if any(not _same(g, float(v)) for g, v in zip(got, stored)):
+            problems.append(f"/heldout/comparisons {role}: stored {stored}, numpy bootstrap {got}")
+    return problems
+
+
 def findings(run):
-    """Everything --check looks at: problems (schema), deviations (summaries vs arrays), inconsistencies
-    (/search and /sensitivity vs /plans) fail it; notes do not."""
-    return {"problems": check_archive(run["path"]), "deviations": summary_deviations(run),
-            "inconsistencies": check_sensitivity(run) + check_search(run), "notes": search_notes(run)}
+    """Everything --check looks at: problems (schema), deviations (summaries vs arrays, also of /heldout/plans),
+    inconsistencies (/search, /sensitivity and /heldout vs the plans) fail it; notes do not."""
+    deviations = summary_deviations(run)
+    if run.get("heldout") and run["heldout"]["baseline"] is not None:
+        deviations += [f"/heldout: {d}" for d in summary_deviations(run["heldout"])]
+    return {"problems": check_archive(run["path"]), "deviations": deviations,
+            "inconsistencies": check_sensitivity(run) + check_search(run) + check_heldout(run),
+            "notes": search_notes(run)}
 
 
 def json_document(run, table, datasets, found):

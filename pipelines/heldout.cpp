@@ -271,10 +271,16 @@ void run_heldout_stage(StageContext& ctx) {
     fmt::print("{:<12} {:<20} {:>18} {:>9.4f} {:>12.5g} {:>12.5g}{}\n", c.role, c.name.substr(0, 20), c.id, c.sparsity,
                c.selection, c.heldout, c.id == best->id && c.role.rfind("search_", 0) == 0 ? "  <- best on held-out" : "");
   const char* what = statistic == PairedStatistic::PerplexityDifference ? "perplexity" : objective.c_str();
-  for (size_t i = 0; i < cmp.roles.size(); ++i)
-    fmt::print("searched beats {} by {:.5g} (95% CI [{:.5g}, {:.5g}]) {} on {} held-out {}, {} paired resamples\n",
+  // "beats by X": X > 0 is an improvement, whatever the objective's direction; the verdict says whether the
+  // interval excludes zero.
+  for (size_t i = 0; i < cmp.roles.size(); ++i) {
+    const char* verdict = cmp.lower[i] > 0.0   ? "better, the interval excludes 0"
+                          : cmp.upper[i] < 0.0 ? "worse, the interval excludes 0"
+                                               : "not distinguishable: the interval contains 0";
+    fmt::print("searched beats {} by {:.5g} (95% CI [{:.5g}, {:.5g}]) {} on {} held-out {}, {} paired resamples: {}\n",
                cmp.roles[i] == "best_random" ? "best random" : cmp.roles[i], cmp.estimate[i], cmp.lower[i], cmp.upper[i],
-               what, cmp.n[i], cmp.units, cmp.resamples);
+               what, cmp.n[i], cmp.units, cmp.resamples, verdict);
+  }
   std::fflush(stdout);
 }
 

@@ -101,12 +101,28 @@ TEST(Heldout, ReMeasuresTheSearchsCandidatesOnDisjointData) {
     EXPECT_EQ(cmp->n[i], 8);
   }
 
+  // analysis/read_archive.py --check recomputes the held-out summaries and, with numpy, every interval.
+  const std::string check = "/usr/bin/python3 " + kSource + "/analysis/read_archive.py " + archive.string() + " --check";
+  const auto py = run_command(check);
+  EXPECT_EQ(py.exit_code, 0) << py.out << py.err;
+  {
+    H5File f(archive, H5Mode::ReadWrite);
+    std::vector<double> upper = f.read_double("heldout/comparisons/upper");
+    upper[0] += 0.25;
+    f.write_double("heldout/comparisons/upper", {static_cast<int64_t>(upper.size())}, upper.data());
+    f.close();
+  }
+  const auto tampered = run_command(check);
+  EXPECT_EQ(tampered.exit_code, 1) << tampered.out << tampered.err;
+  EXPECT_NE(tampered.out.find("/heldout/comparisons uniform"), std::string::npos) << tampered.out;
+
   // Rerun: nothing to evaluate (selection or held-out), the same outcome.
   const auto again = run_config(cfg, stages);
   ASSERT_EQ(again.exit_code, 0) << again.err;
   EXPECT_EQ(count_in(again.err, "archived plan"), 0u) << again.err;
   EXPECT_NE(again.err.find("baseline: complete"), std::string::npos) << again.err;
   EXPECT_EQ(read_heldout_candidates(run)->heldout, cand->heldout);
+  EXPECT_EQ(read_heldout_comparisons(run)->upper, cmp->upper);  // rewritten: the tampering is gone
 
   // A held-out plan left incomplete (a run killed while writing it) is redone, and only it.
   {
