@@ -940,9 +940,39 @@ def json_document(run, table, datasets, found):
         "table": table,
         "search": None if run["search"] is None else search_json(run),
         "sensitivity": None if run["sensitivity"] is None else sensitivity_json(run),
+        "heldout": heldout_json(run),
     }
     doc.update(found)
     return _clean(doc)
+
+
+def heldout_json(run):
+    """/heldout/candidates and /heldout/comparisons as row lists (None without a complete heldout stage)."""
+    h = run.get("heldout")
+    if not h or not h["candidates"] or not h["comparisons"]:
+        return None
+    c, r = h["candidates"], h["comparisons"]
+    return {"objective": c["attrs"].get("objective"), "best_id": c["attrs"].get("best_id"),
+            "candidates": [dict(zip(("role", "id", "name", "sparsity", "selection", "heldout"), row))
+                           for row in zip(c["roles"], c["ids"], c["names"], c["sparsity"], c["selection"], c["heldout"])],
+            "comparisons": [dict(zip(("role", "id", "estimate", "lower", "upper", "n"), row))
+                            for row in zip(r["roles"], r["ids"], r["estimate"], r["lower"], r["upper"], r["n"])],
+            "units": r["attrs"].get("units"), "statistic": r["attrs"].get("statistic"),
+            "resamples": r["attrs"].get("resamples"), "seed": r["attrs"].get("seed")}
+
+
+def _print_heldout(run):
+    h = heldout_json(run)
+    if h is None:
+        return
+    print(f"\nheld-out confirmation ({h['objective']}): selection vs held-out objective")
+    for c in h["candidates"]:
+        mark = "  <- best on held-out" if c["id"] == h["best_id"] and c["role"].startswith("search_") else ""
+        print(f"  {c['role']:<12} {c['name'][:20]:<20} {c['id']:>16} {c['sparsity']:8.4f} {c['selection']:12.5g} "
+              f"{c['heldout']:12.5g}{mark}")
+    for r in h["comparisons"]:
+        print(f"  best vs {r['role']:<12} improvement {r['estimate']:.5g} (95% CI [{r['lower']:.5g}, {r['upper']:.5g}]) "
+              f"over {r['n']} {h['units']}, {h['resamples']} resamples")
 
 
 def print_report(run, table, datasets, found):
@@ -951,6 +981,7 @@ def print_report(run, table, datasets, found):
         _print_search(run)
     if run["sensitivity"] is not None:
         _print_sensitivity(run)
+    _print_heldout(run)
     print(f"{len(datasets)} datasets read")
     for line in found["problems"] + found["deviations"] + found["inconsistencies"]:
         print("problem:", line)

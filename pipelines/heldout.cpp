@@ -184,7 +184,16 @@ void run_heldout_stage(StageContext& ctx) {
     for (size_t r = 0; r < order.size() && static_cast<int64_t>(r) < settings.candidates; ++r)
       add(fmt::format("search_{}", r + 1), pool[order[r]].id);
     add("uniform", sample->uniform_id);
-    add("best_random", sample->best_random_id);
+    // The best random sample by this objective (the sample stage's best_random_id, unless train.objective changed
+    // since).
+    std::string best_random;
+    double best_loss = INFINITY;
+    for (const Pair& p : read_pairs(ctx.archive, search.objective, sample->ids))
+      if (sign * p.value < best_loss) {
+        best_loss = sign * p.value;
+        best_random = p.id;
+      }
+    add("best_random", best_random);
     for (const auto& [role, id] : reference_plans(ctx.archive)) add(role, id);
     std::set<std::string> seen;
     for (const Candidate& c : candidates)

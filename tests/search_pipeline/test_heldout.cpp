@@ -148,6 +148,28 @@ TEST(Heldout, ReMeasuresTheSearchsCandidatesOnDisjointData) {
   EXPECT_EQ(read_heldout_candidates(run)->heldout, cand->heldout);
   EXPECT_EQ(read_heldout_comparisons(run)->upper, cmp->upper);  // rewritten: the tampering is gone
 
+  // Objective perplexity: the interval is of the difference of exp(mean NLL) over held-out tokens, and numpy agrees.
+  const auto ppl = run_config(cfg, "--set stages=[heldout] --set train.objective=perplexity");
+  ASSERT_EQ(ppl.exit_code, 0) << ppl.err;
+  std::printf("%s\n", ppl.out.c_str());
+  const auto pc = read_heldout_comparisons(run);
+  ASSERT_TRUE(pc.has_value());
+  EXPECT_EQ(pc->statistic, "perplexity_difference");
+  EXPECT_EQ(pc->units, "tokens");
+  EXPECT_EQ(pc->n[0], 64);  // 2 chunks of 32 tokens
+  {
+    const auto pcand = read_heldout_candidates(run);
+    const PlanUnits best_nll = read_plan_units(held, pcand->best_id), ref = read_plan_units(held, pc->ids[0]);
+    const BootstrapInterval ci = paired_bootstrap(ref.nll, best_nll.nll, PairedStatistic::PerplexityDifference, 500, 7);
+    EXPECT_EQ(pc->upper[0], ci.upper);
+    H5File f(archive, H5Mode::Read);
+    // The estimate is the difference of the two plans' held-out perplexities (reference - best: lower is better).
+    EXPECT_NEAR(pc->estimate[0], summary(f, "heldout/plans/" + pc->ids[0], "perplexity") -
+                                     summary(f, "heldout/plans/" + pcand->best_id, "perplexity"), 1e-9);
+  }
+  const auto ppl_check = run_command(check);
+  EXPECT_EQ(ppl_check.exit_code, 0) << ppl_check.out << ppl_check.err;
+
   // Configuration errors: one line, exit 2, before any evaluation.
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"--set heldout.data.prompts.text=" + (assets_dir() / "wikitext2.valid.txt").string(),
