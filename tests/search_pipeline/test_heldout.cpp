@@ -148,6 +148,13 @@ TEST(Heldout, ReMeasuresTheSearchsCandidatesOnDisjointData) {
   EXPECT_EQ(read_heldout_candidates(run)->heldout, cand->heldout);
   EXPECT_EQ(read_heldout_comparisons(run)->upper, cmp->upper);  // rewritten: the tampering is gone
 
+  // analysis/plots.py draws the held-out comparison with its error bars.
+  const auto plots = run_command("/usr/bin/python3 " + kSource + "/analysis/plots.py " + archive.string() + " --out " +
+                                 (dir / "plots").string());
+  EXPECT_EQ(plots.exit_code, 0) << plots.out << plots.err;
+  EXPECT_GT(fs::exists(dir / "plots" / "heldout_comparison.png") ? fs::file_size(dir / "plots" / "heldout_comparison.png") : 0u,
+            1000u) << plots.out;
+
   // Objective perplexity: the interval is of the difference of exp(mean NLL) over held-out tokens, and numpy agrees.
   const auto ppl = run_config(cfg, "--set stages=[heldout] --set train.objective=perplexity");
   ASSERT_EQ(ppl.exit_code, 0) << ppl.err;
