@@ -12,6 +12,8 @@ Writes, for each group the archive holds (the others are skipped, and said so):
                                      the Pareto front marked, the budget band shaded
     predictor_cv.png                 /search/predictor: out-of-fold prediction vs measured, R², ρ, MAE in the title
     search_rounds.png                /search/rounds: predicted vs measured per plan, and per round
+    heldout_comparison.png           /heldout: each candidate's objective on the selection vs the held-out data,
+                                     and the best's improvement over each reference with its 95% bootstrap interval
 
 Exit status: 0 when at least one plot was written; 1 when the archive holds nothing to plot; 2 when it cannot be
 read.
@@ -234,6 +236,35 @@ def plot_rounds(run, path):
     plt.close(fig)
 
 
+# --- held-out confirmation -----------------------------------------------------------------------------------
+
+
+def plot_heldout(run, path):
+    h = ra.heldout_json(run)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    rows = h["candidates"]
+    x = np.arange(len(rows))
+    left.bar(x - 0.2, [r["selection"] for r in rows], 0.4, label="selection data", color="#9aa7b8")
+    left.bar(x + 0.2, [r["heldout"] for r in rows], 0.4, label="held-out data", color="#2f6db5")
+    left.set_xticks(x, [f"{r['role']}\n{r['name'][:14]}" for r in rows], fontsize=7)
+    left.set_ylabel(h["objective"])
+    left.set_title("candidates: selection vs held-out objective")
+    left.legend(fontsize=8)
+    comps = h["comparisons"]
+    y = np.arange(len(comps))
+    est = np.array([c["estimate"] for c in comps])
+    err = np.array([[c["estimate"] - c["lower"] for c in comps], [c["upper"] - c["estimate"] for c in comps]])
+    right.errorbar(est, y, xerr=err, fmt="o", color="#2f6db5", capsize=4)
+    right.axvline(0.0, color="0.4", lw=0.8, ls="--")
+    right.set_yticks(y, [f"vs {c['role']}" for c in comps])
+    right.set_ylim(-0.6, len(comps) - 0.4)
+    right.set_xlabel(f"improvement of the held-out best ({h['statistic']}, > 0: better)")
+    right.set_title(f"95% paired bootstrap over {comps[0]['n'] if comps else 0} {h['units']}, {h['resamples']} resamples")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
 # --- what can be drawn ---------------------------------------------------------------------------------------
 
 
@@ -271,11 +302,16 @@ def _why_not_rounds(run):
     return None if any(r["plans"] for r in ra.round_table(run) if r["complete"]) else "no complete /search/rounds"
 
 
+def _why_not_heldout(run):
+    return None if ra.heldout_json(run) is not None else "no complete /heldout/candidates and /heldout/comparisons"
+
+
 PLOTS = [  # file name, the reason it cannot be drawn (None: it can), how to draw it
     ("sensitivity_fdt.png", _why_not_sensitivity, plot_sensitivity),
     ("search_objective_vs_sparsity.png", _why_not_search, plot_search),
     ("predictor_cv.png", _why_not_predictor, plot_predictor),
     ("search_rounds.png", _why_not_rounds, plot_rounds),
+    ("heldout_comparison.png", _why_not_heldout, plot_heldout),
 ]
 
 

@@ -136,7 +136,27 @@ def load_archive(path, logprobs=True):
             run["search"] = _load_search(f["search"])
         if "sensitivity" in f:
             run["sensitivity"] = _group_tree(f["sensitivity"])
+        if "heldout" in f:
+            run["heldout"] = _load_heldout(f["heldout"], str(path), logprobs)
     return run
+
+
+def _load_heldout(group, path, logprobs):
+    """/heldout: a run-like dict of its data, baseline and plans (the /data, /baseline, /plans layout), plus the
+    stage's "candidates" and "comparisons" trees (None when missing)."""
+    h = {"path": path, "attrs": {}, "runs": {}, "data": {}, "baseline": None, "plans": [], "feature_names": [],
+         "candidates": None, "comparisons": None}
+    if "data" in group:
+        h["data"] = _load_data(group["data"])
+    if "baseline" in group:
+        h["baseline"] = _group_dict(group["baseline"], skip=() if logprobs else ("logprobs",))
+        h["baseline"]["attrs"] = _attrs(group["baseline"])
+    if "plans" in group:
+        _load_plans(group["plans"], h)
+    for name in ("candidates", "comparisons"):
+        if name in group:
+            h[name] = _group_tree(group[name])
+    return h
 
 
 def base_logprobs(run):
@@ -858,11 +878,52 @@ def dataset_names(path):
     return names
 
 
+def check_heldout(run):
+    """/heldout against its plans and against /plans: every candidate's selection and held-out objective, the
+    best on held-out numbers, and every interval recomputed with analysis/bootstrap.py (the numpy twin of
+    src/metrics/bootstrap.hpp: identical for mean differences)."""
+    h = run.get("heldout")
+    if not h or not h["candidates"] or h["candidates"]["attrs"].get("complete") != 1:
+        return []
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
+    from bootstrap import paired_bootstrap
+    problems, c = [], h["candidates"]
+    objective = c["attrs"]["objective"]
+    key, maximised = objective_key(objective), objective_maximised(objective)
+    sel, held = plans_by_id(run), plans_by_id(h)
+    for role, pid, s_val, h_val in zip(c["roles"], c["ids"], c["selection"], c["heldout"]):
+        for where, by_id, value in (("/plans", sel, s_val), ("/heldout/plans", held, h_val)):
+            if not _same(plan_value(by_id.get(pid), key), value):
+                problems.append(f"/heldout/candidates {role} {pid}: {value} is not {key} of {where}/{pid}")
+    searched = [(v, pid) for r, pid, v in zip(c["roles"], c["ids"], c["heldout"]) if r.startswith("search_")]
+    best = c["attrs"]["best_id"]
+    want = max(v for v, _ in searched) if maximised else min(v for v, _ in searched)
+    if not any(pid == best and v == want for v, pid in searched):
+        problems.append(f"/heldout/candidates: best_id {best} is not the searched candidate best on held-out data")
+    r = h["comparisons"]
+    if not r or r["attrs"].get("complete") != 1:
+        return problems + ["/heldout/comparisons: missing or incomplete"]
+    a = r["attrs"]
+    array = {"mean_fdt": ("prompts", "fdt"), "mean_kl": ("tokens", "kl"), "perplexity": ("tokens", "nll")}[objective]
+    units = lambda pid: np.asarray(held[pid][array[0]][array[1]], np.float64)
+    for i, (role, pid) in enumerate(zip(r["roles"], r["ids"])):
+        x, y = (units(best), units(pid)) if maximised else (units(pid), units(best))
+        got = paired_bootstrap(x, y, a["statistic"], int(a["resamples"]), int(a["seed"]))
+        stored = (r["estimate"][i], r["lower"][i], r["upper"][i])
+        if any(not _same(g, float(v)) for g, v in zip(got, stored)):
+            problems.append(f"/heldout/comparisons {role}: stored {stored}, numpy bootstrap {got}")
+    return problems
+
+
 def findings(run):
-    """Everything --check looks at: problems (schema), deviations (summaries vs arrays), inconsistencies
-    (/search and /sensitivity vs /plans) fail it; notes do not."""
-    return {"problems": check_archive(run["path"]), "deviations": summary_deviations(run),
-            "inconsistencies": check_sensitivity(run) + check_search(run), "notes": search_notes(run)}
+    """Everything --check looks at: problems (schema), deviations (summaries vs arrays, also of /heldout/plans),
+    inconsistencies (/search, /sensitivity and /heldout vs the plans) fail it; notes do not."""
+    deviations = summary_deviations(run)
+    if run.get("heldout") and run["heldout"]["baseline"] is not None:
+        deviations += [f"/heldout: {d}" for d in summary_deviations(run["heldout"])]
+    return {"problems": check_archive(run["path"]), "deviations": deviations,
+            "inconsistencies": check_sensitivity(run) + check_search(run) + check_heldout(run),
+            "notes": search_notes(run)}
 
 
 def json_document(run, table, datasets, found):
@@ -879,9 +940,39 @@ def json_document(run, table, datasets, found):
         "table": table,
         "search": None if run["search"] is None else search_json(run),
         "sensitivity": None if run["sensitivity"] is None else sensitivity_json(run),
+        "heldout": heldout_json(run),
     }
     doc.update(found)
     return _clean(doc)
+
+
+def heldout_json(run):
+    """/heldout/candidates and /heldout/comparisons as row lists (None without a complete heldout stage)."""
+    h = run.get("heldout")
+    if not h or not h["candidates"] or not h["comparisons"]:
+        return None
+    c, r = h["candidates"], h["comparisons"]
+    return {"objective": c["attrs"].get("objective"), "best_id": c["attrs"].get("best_id"),
+            "candidates": [dict(zip(("role", "id", "name", "sparsity", "selection", "heldout"), row))
+                           for row in zip(c["roles"], c["ids"], c["names"], c["sparsity"], c["selection"], c["heldout"])],
+            "comparisons": [dict(zip(("role", "id", "estimate", "lower", "upper", "n"), row))
+                            for row in zip(r["roles"], r["ids"], r["estimate"], r["lower"], r["upper"], r["n"])],
+            "units": r["attrs"].get("units"), "statistic": r["attrs"].get("statistic"),
+            "resamples": r["attrs"].get("resamples"), "seed": r["attrs"].get("seed")}
+
+
+def _print_heldout(run):
+    h = heldout_json(run)
+    if h is None:
+        return
+    print(f"\nheld-out confirmation ({h['objective']}): selection vs held-out objective")
+    for c in h["candidates"]:
+        mark = "  <- best on held-out" if c["id"] == h["best_id"] and c["role"].startswith("search_") else ""
+        print(f"  {c['role']:<12} {c['name'][:20]:<20} {c['id']:>16} {c['sparsity']:8.4f} {c['selection']:12.5g} "
+              f"{c['heldout']:12.5g}{mark}")
+    for r in h["comparisons"]:
+        print(f"  best vs {r['role']:<12} improvement {r['estimate']:.5g} (95% CI [{r['lower']:.5g}, {r['upper']:.5g}]) "
+              f"over {r['n']} {h['units']}, {h['resamples']} resamples")
 
 
 def print_report(run, table, datasets, found):
@@ -890,6 +981,7 @@ def print_report(run, table, datasets, found):
         _print_search(run)
     if run["sensitivity"] is not None:
         _print_sensitivity(run)
+    _print_heldout(run)
     print(f"{len(datasets)} datasets read")
     for line in found["problems"] + found["deviations"] + found["inconsistencies"]:
         print("problem:", line)

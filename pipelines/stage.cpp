@@ -10,6 +10,7 @@ const std::map<std::string, StageFunction>& stage_registry() {
       {"train", run_train_stage},
       {"search", run_search_stage},
       {"sensitivity", run_sensitivity_stage},
+      {"heldout", run_heldout_stage},
   };
   return registry;
 }

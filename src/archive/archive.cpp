@@ -135,7 +135,7 @@ std::string model_config_json(const ModelConfig& c) {
 int64_t RunArchive::begin_run(const ArchiveRunInfo& info) {
   if (path_.has_parent_path()) std::filesystem::create_directories(path_.parent_path());
   const bool fresh = !exists();
-  H5File f(path_, H5Mode::ReadWrite);
+  H5File f = open_archive(*this, H5Mode::ReadWrite);
   if (!fresh) {
     if (!f.has_attr("/", "schema_version"))
       throw InputError(fmt::format("{}: exists but is not a divprune archive (no schema_version)", path_.string()));
@@ -179,7 +179,7 @@ int64_t RunArchive::begin_run(const ArchiveRunInfo& info) {
 }
 
 void RunArchive::end_run(int64_t run_index, double seconds) {
-  H5File f(path_, H5Mode::ReadWrite);
+  H5File f = open_archive(*this, H5Mode::ReadWrite);
   const std::string run = fmt::format("runs/{:04d}", run_index);
   f.set_attr(run, "finished_utc", utc_now());
   f.set_attr(run, "seconds", seconds);
@@ -189,7 +189,7 @@ void RunArchive::end_run(int64_t run_index, double seconds) {
 // ---- /data ----------------------------------------------------------------------------------------------------
 
 void RunArchive::write_eval_set(const EvalSet& set) {
-  H5File f(path_, H5Mode::ReadWrite);
+  H5File f = open_archive(*this, H5Mode::ReadWrite);
   f.remove("data");
   f.create_group("data");
   f.set_attr("data", "ctx", set.ctx);
@@ -268,7 +268,7 @@ std::string RunArchive::complete_baseline_hash() const {
 }
 
 void RunArchive::begin_baseline(const EvalSet& set, LogprobMode mode, int64_t top_k, int64_t vocab) {
-  H5File f(path_, H5Mode::ReadWrite);
+  H5File f = open_archive(*this, H5Mode::ReadWrite);
   f.remove("baseline");
   f.create_group("baseline");
   f.set_attr("baseline", "complete", int64_t{0});
@@ -313,7 +313,7 @@ void RunArchive::begin_baseline(const EvalSet& set, LogprobMode mode, int64_t to
 }
 
 void RunArchive::write_baseline_chunk(const EvalSet& set, int64_t chunk, const BaselineChunk& out) {
-  H5File f(path_, H5Mode::ReadWrite);
+  H5File f = open_archive(*this, H5Mode::ReadWrite);
   const int64_t offset = set.chunk_offset(chunk), n = static_cast<int64_t>(out.nll.size());
   f.write_rows("baseline/nll", H5Type::F64, offset, n, out.nll.data());
   f.write_rows("baseline/argmax", H5Type::I32, offset, n, out.argmax.data());
@@ -331,7 +331,7 @@ void RunArchive::write_baseline_chunk(const EvalSet& set, int64_t chunk, const B
 
 void RunArchive::write_baseline_prompt(const EvalSet&, int64_t prompt, const std::vector<int32_t>& continuation,
                                        const std::vector<int32_t>& tf_argmax) {
-  H5File f(path_, H5Mode::ReadWrite);
+  H5File f = open_archive(*this, H5Mode::ReadWrite);
   f.write_rows("baseline/continuation", H5Type::I32, prompt, 1, continuation.data());
   f.write_rows("baseline/tf_argmax", H5Type::I32, prompt, 1, tf_argmax.data());
   f.close();
@@ -340,13 +340,13 @@ void RunArchive::write_baseline_prompt(const EvalSet&, int64_t prompt, const std
 void RunArchive::write_baseline_mc(const EvalSet& set, int64_t item, const std::vector<double>& logprob) {
   int64_t first = 0;
   for (int64_t i = 0; i < item; ++i) first += static_cast<int64_t>(set.mc_choices[static_cast<size_t>(i)].size());
-  H5File f(path_, H5Mode::ReadWrite);
+  H5File f = open_archive(*this, H5Mode::ReadWrite);
   f.write_rows("baseline/mc/logprob_sum", H5Type::F64, first, static_cast<int64_t>(logprob.size()), logprob.data());
   f.close();
 }
 
 void RunArchive::finish_baseline(const EvalSet& set, const BaseOutputs& base, double seconds) {
-  H5File f(path_, H5Mode::ReadWrite);
+  H5File f = open_archive(*this, H5Mode::ReadWrite);
   std::vector<int32_t> by_sum, by_mean;
   mc_predictions(set, base.mc_logprob, by_sum, by_mean);
   const auto mean = mc_mean_logprob(set, base.mc_logprob);
@@ -410,19 +410,19 @@ std::map<std::string, bool> RunArchive::plan_status() const {
 }
 
 void RunArchive::remove_plan(const std::string& id) {
-  H5File f(path_, H5Mode::ReadWrite);
+  H5File f = open_archive(*this, H5Mode::ReadWrite);
   f.remove("plans/" + id);
   f.close();
 }
 
 void RunArchive::write_feature_names(const std::vector<std::string>& names) {
-  H5File f(path_, H5Mode::ReadWrite);
+  H5File f = open_archive(*this, H5Mode::ReadWrite);
   write_str(f, "plans/feature_names", names, "names of the entries of every plan's `features` vector (src/compress/FEATURES.md)");
   f.close();
 }
 
 void RunArchive::write_plan(const PlanRecord& r, const EvalSet& set, const PlanOutputs& o, const PlanComparison& c) {
-  H5File f(path_, H5Mode::ReadWrite);
+  H5File f = open_archive(*this, H5Mode::ReadWrite);
   const std::string g = "plans/" + r.id;
   f.remove(g);
   f.create_group(g);

@@ -72,7 +72,11 @@ struct PlanRecord {
 class RunArchive {
  public:
   explicit RunArchive(std::filesystem::path path) : path_(std::move(path)) {}
+  // A sub-archive: the same layout (/data, /baseline, /plans) under the group `root` of the file, e.g. the
+  // held-out evaluation (pipelines/heldout.cpp) under /heldout. Root attributes and /runs stay the file's.
+  RunArchive(std::filesystem::path path, std::string root) : path_(std::move(path)), root_(std::move(root)) {}
   const std::filesystem::path& path() const { return path_; }
+  const std::string& root() const { return root_; }  // "" for the file itself
   bool exists() const { return std::filesystem::exists(path_); }
 
   // Creates the file, or checks that an existing one has this schema and model (InputError otherwise); writes
@@ -115,6 +119,7 @@ class RunArchive {
 
  private:
   std::filesystem::path path_;
+  std::string root_;
 };
 
 // The plan id used as group name: first 16 hex digits of the hash.

@@ -10,13 +10,19 @@
 
 namespace divprune {
 
-inline H5File open_archive_read(const RunArchive& archive) { return H5File(archive.path(), H5Mode::Read); }
+// The archive's file, with relative paths under its root group (RunArchive::root).
+inline H5File open_archive(const RunArchive& archive, H5Mode mode) {
+  H5File file(archive.path(), mode);
+  if (!archive.root().empty()) file.set_root(archive.root());
+  return file;
+}
+inline H5File open_archive_read(const RunArchive& archive) { return open_archive(archive, H5Mode::Read); }
 
 // Opens (or creates) the archive, runs `write(file)` and closes the file, checked: a write transaction that
 // returns has reached the file system (IoError otherwise).
 template <typename Write>
 void write_transaction(const RunArchive& archive, Write&& write) {
-  H5File file(archive.path(), H5Mode::ReadWrite);
+  H5File file = open_archive(archive, H5Mode::ReadWrite);
   std::forward<Write>(write)(file);
   file.close();
 }

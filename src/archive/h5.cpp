@@ -99,7 +99,23 @@ H5File::H5File(const std::filesystem::path& path, H5Mode mode) : path_(path.stri
   file_ = H5Handle(id, H5Fclose);
 }
 
-void H5File::close() { io_check(file_.close(), path_, "close the file"); }
+void H5File::close() {
+  // The file only closes once every object in it is closed.
+  io_check(root_.close(), path_, "close the root group");
+  io_check(file_.close(), path_, "close the file");
+}
+
+void H5File::set_root(const std::string& group) {
+  if (!exists(group)) {
+    unsigned intent = 0;
+    read_check(H5Fget_intent(file_.id(), &intent), path_, "inspect the file's access mode");
+    if ((intent & H5F_ACC_RDWR) == 0) throw InputError(fmt::format("{}: no group \"{}\"", path_, group));
+    create_group(group);
+  }
+  const hid_t g = H5Gopen2(file_.id(), group.c_str(), H5P_DEFAULT);
+  if (g < 0) throw InputError(fmt::format("{}: \"{}\" is not a group", path_, group));
+  root_ = H5Handle(g, H5Gclose);
+}
 
 bool H5File::exists(const std::string& name) const {
   // Check every prefix: H5Lexists fails on a path whose parent is missing.

@@ -60,7 +60,10 @@ class H5File {
   H5File(const std::filesystem::path& path, H5Mode mode);
   // Closes the file (HDF5 writes its metadata cache here): IoError on failure. The object is unusable after.
   void close();
-  hid_t id() const { return file_.id(); }
+  // Makes every relative object path resolve under `group` (a run archive's sub-archive, e.g. "heldout"; "/"
+  // still names the file's root). Creates the group in a writable file; InputError when a read-only file lacks it.
+  void set_root(const std::string& group);
+  hid_t id() const { return root_.id() >= 0 ? root_.id() : file_.id(); }
   const std::string& path() const { return path_; }
   bool exists(const std::string& name) const;  // a dataset or group path, e.g. "tokenizer/text_0"
 
@@ -123,6 +126,7 @@ class H5File {
   void write_raw(const std::string& dataset, const Shape& dims, hid_t mem_type, hid_t file_type, const void* data,
                  int64_t chunk_rows);
   H5Handle file_;
+  H5Handle root_;  // the group of set_root (closed before the file: declared after it)
   std::string path_;
 };
 

@@ -25,6 +25,7 @@
 #include "core/stop_signal.hpp"
 #include "model/checkpoint.hpp"
 #include "parallel/world.hpp"
+#include "pipelines/heldout.hpp"
 #include "pipelines/run_config.hpp"
 #include "pipelines/search_common.hpp"
 #include "pipelines/sensitivity.hpp"
@@ -63,7 +64,8 @@ void check_config(const RunConfig& config, int tp) {
     return std::find(config.stages.begin(), config.stages.end(), stage) != config.stages.end();
   };
   if (has("sensitivity")) read_sensitivity_settings(config, model);
-  if (has("sample") || has("train") || has("search")) read_search_settings(config, model);
+  if (has("sample") || has("train") || has("search") || has("heldout")) read_search_settings(config, model);
+  if (has("heldout")) check_config(read_heldout_settings(config).data, tp);
 }
 
 // The coordinator's stop flag, agreed on by every rank (collective over the world).

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "archive/h5.hpp"
+#include "archive/heldout_archive.hpp"
 #include "archive/search_archive.hpp"
 #include "archive/sensitivity_archive.hpp"
 #include "core/errors.hpp"
@@ -79,7 +80,36 @@ SensitivityRecord sensitivity_record() {
   return r;
 }
 
+HeldoutCandidates heldout_candidates_record() {
+  HeldoutCandidates c;
+  c.objective = "mean_fdt";
+  c.top_k = 1;
+  c.best_id = "s1";
+  c.roles = {"search_1", "uniform", "best_random"};
+  c.ids = {"s1", "u0", "a2"};
+  c.names = {"search_r0_00", "uniform", "sample_002"};
+  c.sparsity = {0.5, 0.5, 0.52};
+  c.selection = {7.5, 6.0, 7.0};
+  c.heldout = {7.25, 6.5, 6.75};
+  return c;
+}
+HeldoutComparisons heldout_comparisons_record() {
+  HeldoutComparisons r;
+  r.statistic = "mean_difference";
+  r.units = "prompts";
+  r.resamples = 2000;
+  r.seed = 3;
+  r.roles = {"uniform", "best_random"};
+  r.ids = {"u0", "a2"};
+  r.estimate = {0.75, 0.5};
+  r.lower = {-0.25, -1.0};
+  r.upper = {1.5, 2.0};
+  r.n = {8, 8};
+  return r;
+}
+
 void write_everything(const RunArchive& a) {
+  write_heldout_outcome(a, heldout_candidates_record(), heldout_comparisons_record());
   write_search_sample(a, sample_record());
   write_search_predictor(a, predictor_record());
   write_search_round(a, 0, round_record());
@@ -195,6 +225,46 @@ TEST(ArchiveRecords, SensitivityTableNeedsOneSummaryPerPlan) {
   EXPECT_THROW(sensitivity_table({2}, {"a", "b"}, {Summary{}}), InternalError);
 }
 
+TEST(ArchiveRecords, HeldoutRoundTripAndRootedArchive) {
+  const RunArchive a(temp_archive("heldout.h5"));
+  EXPECT_FALSE(read_heldout_candidates(a).has_value());
+  write_everything(a);
+  const auto c = read_heldout_candidates(a);
+  const auto r = read_heldout_comparisons(a);
+  ASSERT_TRUE(c && r);
+  const HeldoutCandidates wc = heldout_candidates_record();
+  EXPECT_EQ(c->roles, wc.roles);
+  EXPECT_EQ(c->ids, wc.ids);
+  EXPECT_EQ(c->names, wc.names);
+  EXPECT_EQ(c->heldout, wc.heldout);
+  EXPECT_EQ(c->selection, wc.selection);
+  EXPECT_EQ(c->best_id, "s1");
+  EXPECT_EQ(c->top_k, 1);
+  const HeldoutComparisons wr = heldout_comparisons_record();
+  EXPECT_EQ(r->upper, wr.upper);
+  EXPECT_EQ(r->n, wr.n);
+  EXPECT_EQ(r->seed, 3);
+  EXPECT_EQ(r->units, "prompts");
+  // begin_heldout removes the outcome (a stage that starts again).
+  begin_heldout(a);
+  EXPECT_FALSE(read_heldout_candidates(a).has_value());
+  EXPECT_FALSE(read_heldout_comparisons(a).has_value());
+  // A rooted archive reads and writes under its group only.
+  RunArchive held = heldout_archive(a);
+  held.write_feature_names({"f0", "f1"});
+  {
+    const H5File f(a.path(), H5Mode::Read);
+    EXPECT_TRUE(f.exists("heldout/plans/feature_names"));
+    EXPECT_FALSE(f.exists("plans/feature_names"));
+  }
+  EXPECT_TRUE(held.plan_status().empty());
+  EXPECT_EQ(held.complete_baseline_hash(), "");
+  // Read-only, a missing root group is an input error naming it.
+  const RunArchive other(a.path(), "nothing");
+  EXPECT_THROW(other.plan_status(), InputError);
+  fs::remove(a.path());
+}
+
 // ---- SCHEMA.md against the writers ----------------------------------------------------------------------------
 
 std::string read_schema() {
@@ -305,6 +375,8 @@ TEST(ArchiveRecords, SchemaDocumentsExactlyWhatTheWritersWrite) {
   const H5File f(a.path(), H5Mode::Read);
   expect_schema_agrees(f, "search", section(schema, "## `/search`"));
   expect_schema_agrees(f, "sensitivity", section(schema, "## `/sensitivity`"));
+  expect_schema_agrees(f, "heldout", section(schema, "## `/heldout`"));
+  EXPECT_EQ(documented_paths(section(schema, "## `/heldout`")).count("comparisons/upper"), 1u);
   // The check is not vacuous.
   EXPECT_EQ(documented_paths(section(schema, "## `/search`")).count("predictor/spearman"), 1u);
   EXPECT_EQ(documented_paths(section(schema, "## `/sensitivity`")).count("int8/kl"), 1u);
