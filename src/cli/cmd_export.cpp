@@ -37,9 +37,10 @@ class ExportCommand final : public Command {
 
   int run(const Topology& topology, const ExecutionOptions&) override {
     // Argument checks first, identical on every rank (main prints the error once).
-    if (topology.world_size > 1)
-      throw InputError(fmt::format("export runs as one process (found {} MPI ranks): run it without mpirun",
-                                   topology.world_size));
+    if (topology.world_size > 1)  // the same on every rank: CollectiveError is printed once, every rank exits 2
+      throw CollectiveError(fmt::format("export runs as one process (found {} MPI ranks): run it without mpirun",
+                                        topology.world_size),
+                            kExitInput);
     if (!healed_.empty())
       throw InputError("--healed: not yet supported (healed weights come with the heal stage of issue 18); "
                        "export --plan exports the plan's working copy");

@@ -2,6 +2,7 @@
 // int8/fp16, sharded and llama2.c cases run in-process in tests/compress/test_export.cpp): the exported
 // directory's logits equal `divprune logits --plan` of the original exactly in fp32, `divprune info` reads it,
 // tokenizer files travel along, and bad input exits 2 with one line and leaves nothing behind.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -128,6 +129,20 @@ TEST(CliExport, BadInputExitsTwoAndLeavesNothing) {
   }
   EXPECT_EQ(listing(tmp.path()), (std::vector<std::string>{"bad_plan.yaml", "taken"}));
   EXPECT_EQ(listing(taken), (std::vector<std::string>{"notes.txt"}));
+}
+
+// Under mpirun every rank refuses alike: one line from rank 0, exit 2, nothing written.
+TEST(CliExport, RefusedUnderMpi) {
+  ASSETS_OR_SKIP("stories260K.bin");
+  TempDir tmp;
+  const CommandResult r = run_command(fmt::format("timeout 120 {} --oversubscribe --allow-run-as-root -np 2 {} export --model {} --out {}",
+                                                  DIVPRUNE_MPIEXEC_PATH, quote(divprune_binary()),
+                                                  quote(assets_dir() / "stories260K.bin"), quote(tmp / "out")));
+  EXPECT_EQ(r.exit_code, 2) << describe(r);
+  const auto errors = lines_starting_with(r.err, "divprune: error: ");
+  ASSERT_EQ(errors.size(), 1u) << describe(r);
+  EXPECT_NE(errors[0].find("export runs as one process (found 2 MPI ranks)"), std::string::npos) << errors[0];
+  EXPECT_FALSE(fs::exists(tmp / "out"));
 }
 
 }  // namespace
