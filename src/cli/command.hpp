@@ -48,5 +48,6 @@ std::unique_ptr<Command> make_logits_command();
 std::unique_ptr<Command> make_perplexity_command();
 std::unique_ptr<Command> make_demo_command();
 std::unique_ptr<Command> make_run_command();
+std::unique_ptr<Command> make_export_command();
 
 }  // namespace divprune

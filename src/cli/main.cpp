@@ -58,6 +58,10 @@ int main(int argc, char** argv) {
       "Run the stages of a YAML configuration (baseline, evaluate, sensitivity, sample, train, search) into one HDF5 "
       "archive; without CONFIG, the demo",
       make_run_command(), true);
+  add("export",
+      "Write a model (with --plan: its compressed working copy) as a Hugging Face Llama directory (config.json, "
+      "safetensors)",
+      make_export_command(), false);
   add("demo", "Smoke test without assets: write a synthetic model, show its info, a generation and a perplexity",
       make_demo_command(), true);
 
