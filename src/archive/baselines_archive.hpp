@@ -11,9 +11,10 @@
 namespace divprune {
 
 struct BaselinesRecord {
-  std::vector<std::string> names;  // e.g. "sensitivity", "random_search"
+  std::vector<std::string> names;  // "sensitivity", "owl", "random_search"
   std::vector<std::string> ids;    // the plan of each name (random_search: its best plan by the objective)
   std::vector<std::string> random_search_ids;  // every plan of the equal-evaluation random search, in draw order
+  std::vector<double> owl_outlier_ratio;      // (L) the OWL baseline's per-layer outlier ratio (empty without owl)
   std::string objective;
 };
 // Replaces /search/baselines, `complete` set last.
