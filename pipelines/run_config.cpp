@@ -87,7 +87,8 @@ RunConfig parse_run_config(const std::string& text, const std::filesystem::path&
   root.check_keys({"assets", "model", "tokenizer", "archive", "stages", "data", "evaluate",
                    "space", "sample", "train", "search",  // pipelines/search_common.hpp
                    "sensitivity",                          // pipelines/sensitivity.cpp
-                   "heldout"});                            // pipelines/heldout.cpp
+                   "heldout",                              // pipelines/heldout.cpp
+                   "baselines"});                          // pipelines/baselines.cpp
   // Absolute: a substituted path is resolved against the configuration's directory once more.
   std::filesystem::path assets = root.get_path("assets");
   if (!assets.empty()) root = root.with_variable("assets", std::filesystem::absolute(assets).lexically_normal().string());

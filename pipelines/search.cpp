@@ -2,7 +2,9 @@
 // the predictor on the pairs so far (the sample stage's plans, the uniform reference and earlier rounds' plans),
 // evolves from the pairs inside the budget scored by the prediction (negated for mean FDT, which is maximised),
 // evaluates the best search.evaluate new plans for real through the evaluate machinery (resumable by plan hash)
-// and stores predicted vs measured in /search/rounds/<r>. Then the Pareto front (linear sparsity vs objective)
+// and stores predicted vs measured in /search/rounds/<r>. search.acquisition: ucb scores the evolution by an
+// ensemble's optimistic bound instead, and both modes keep a round's picks search.min_distance apart
+// (search/acquisition.hpp). Then the Pareto front (linear sparsity vs objective)
 // over the search's pairs (sample, uniform, rounds), the best searched plan, and a summary table on stdout.
 // /search/best and /search/pareto are removed when the stage starts, so an interrupted search never leaves
 // a summary of an earlier run beside newer rounds.
@@ -73,20 +75,63 @@ void run_search_stage(StageContext& ctx) {
       }
       EvolutionParams params = s.evolution;
       params.seed = s.evolution.seed + static_cast<uint64_t>(r);
+      // Point: the evolution minimises the predicted loss. UCB: it minimises the ensemble's optimistic bound
+      // sign·mean − κ·std (search/acquisition.hpp), and a plan's `predicted` is the ensemble mean.
+      std::optional<PredictorEnsemble> ensemble;
+      if (s.acquisition.mode == AcquisitionMode::Ucb) {
+        std::vector<double> y;
+        for (const Pair& p : pairs) y.push_back(p.value);
+        ensemble = PredictorEnsemble::train(feature_matrix(pairs, model, s.aggregate_features), y, s.predictor,
+                                            s.acquisition.boosters);
+      }
       const auto scorer = [&](const std::vector<CompressionPlan>& plans) {
-        std::vector<double> y = predictor->predict(feature_matrix(plans, model, s.aggregate_features));
-        for (double& v : y) v *= sign;
+        const FeatureMatrix x = feature_matrix(plans, model, s.aggregate_features);
+        if (!ensemble) {
+          std::vector<double> y = predictor->predict(x);
+          for (double& v : y) v *= sign;
+          return y;
+        }
+        const PredictorEnsemble::Prediction p = ensemble->predict(x);
+        std::vector<double> y(p.mean.size());
+        for (size_t i = 0; i < y.size(); ++i) y[i] = sign * p.mean[i] - s.acquisition.kappa * p.std[i];
         return y;
       };
       const std::vector<ScoredPlan> population = evolve(sampler, seeds, scorer, params);
+      // Best acquisition score first; plans evaluated already (or repeated) are not eligible, and the diversity
+      // rule keeps the round's picks at least search.min_distance apart.
+      std::vector<CompressionPlan> candidates;
+      std::vector<bool> eligible;
       for (const ScoredPlan& sp : population) {
-        if (static_cast<int64_t>(entries.size()) >= s.evaluate_per_round) break;
-        PlanEntry e = plan_entry(fmt::format("search_r{}_{:02d}", r, entries.size()), fmt::format("search:round{}", r), sp.plan);
-        const std::string id = plan_id_from_hash(sha256_hex(e.yaml));
-        if (!known.insert(id).second) continue;
-        entries.push_back(std::move(e));
-        predicted.push_back(sign * sp.score);
+        candidates.push_back(sp.plan);
+        const PlanEntry e = plan_entry("candidate", "search", sp.plan);
+        eligible.push_back(known.insert(plan_id_from_hash(sha256_hex(e.yaml))).second);
       }
+      FeatureMatrix plan_rows{candidates.size(), static_cast<size_t>(plan_feature_count(model)), {}};
+      for (const CompressionPlan& c : candidates) {
+        const std::vector<float> f = plan_features(c, model);
+        plan_rows.values.insert(plan_rows.values.end(), f.begin(), f.end());
+      }
+      const std::vector<size_t> picks =
+          pick_diverse(plan_rows, eligible, static_cast<size_t>(s.evaluate_per_round), s.acquisition.min_distance);
+      std::vector<double> std_of_pick;
+      if (ensemble && !picks.empty()) {
+        std::vector<CompressionPlan> picked_plans;
+        for (size_t i : picks) picked_plans.push_back(candidates[i]);
+        const PredictorEnsemble::Prediction p = ensemble->predict(feature_matrix(picked_plans, model, s.aggregate_features));
+        predicted = p.mean;
+        std_of_pick = p.std;
+      } else {
+        for (size_t i : picks) predicted.push_back(sign * population[i].score);
+      }
+      for (size_t k = 0; k < picks.size(); ++k) {
+        entries.push_back(plan_entry(fmt::format("search_r{}_{:02d}", r, k), fmt::format("search:round{}", r), candidates[picks[k]]));
+        if (!std_of_pick.empty())
+          spdlog::info("search: round {} pick {}: ensemble mean {} {:.4f} ± {:.4f} (std over {} boosters)", r, k,
+                       s.objective.name, predicted[k], std_of_pick[k], s.acquisition.boosters);
+      }
+      if (static_cast<int64_t>(picks.size()) < s.evaluate_per_round && s.acquisition.min_distance > 0.0)
+        spdlog::info("search: round {}: {} plans at least {} apart among {} candidates", r, picks.size(),
+                     s.acquisition.min_distance, candidates.size());
       if (entries.empty()) spdlog::warn("search: round {} found no plan that was not evaluated already", r);
     });
     broadcast_value(done);

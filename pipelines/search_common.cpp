@@ -17,7 +17,8 @@ SearchSettings read_search_settings(const RunConfig& c, const ModelConfig& model
   const ConfigNode train =
       c.root["train"].check_keys({"objective", "folds", "rounds", "max_depth", "eta", "seed", "aggregate_features"});
   const ConfigNode search = c.root["search"].check_keys(
-      {"rounds", "evaluate", "generations", "population", "parents", "crossover_rate", "seed"});
+      {"rounds", "evaluate", "generations", "population", "parents", "crossover_rate", "seed", "acquisition", "kappa",
+       "boosters", "min_distance"});
   s.space.sparsity_levels = space.get("sparsity_levels", s.space.sparsity_levels);
   if (space["methods"].present()) {
     s.space.methods.clear();
@@ -50,10 +51,25 @@ SearchSettings read_search_settings(const RunConfig& c, const ModelConfig& model
   s.evolution.parents = search.get("parents", s.evolution.parents);
   s.evolution.crossover_rate = search.get("crossover_rate", s.evolution.crossover_rate);
   s.evolution.seed = search.get("seed", s.evolution.seed);
+  if (const ConfigNode acquisition = search["acquisition"]; acquisition.present()) {
+    const std::string mode = acquisition.as<std::string>();
+    if (mode == "point") s.acquisition.mode = AcquisitionMode::Point;
+    else if (mode == "ucb") s.acquisition.mode = AcquisitionMode::Ucb;
+    else acquisition.fail(fmt::format("expected point or ucb, found \"{}\"", mode));
+  }
+  s.acquisition.kappa = search.get("kappa", s.acquisition.kappa);
+  s.acquisition.boosters = search.get("boosters", s.acquisition.boosters);
+  // The diversity rule is on by default under ucb only, so a point search picks exactly as before.
+  s.acquisition.min_distance =
+      search.get("min_distance", s.acquisition.mode == AcquisitionMode::Ucb ? 0.5 : s.acquisition.min_distance);
   if (s.sample_count < 1) sample["count"].fail("must be at least 1");
   if (s.folds < 2) train["folds"].fail("must be at least 2");
   if (s.rounds < 0) search["rounds"].fail("must be at least 0");
   if (s.evaluate_per_round < 1) search["evaluate"].fail("must be at least 1");
+  if (s.acquisition.boosters < 2) search["boosters"].fail(fmt::format("must be at least 2, got {}", s.acquisition.boosters));
+  if (!(s.acquisition.kappa >= 0.0)) search["kappa"].fail(fmt::format("must be at least 0, got {}", s.acquisition.kappa));
+  if (!(s.acquisition.min_distance >= 0.0))
+    search["min_distance"].fail(fmt::format("must be at least 0, got {}", s.acquisition.min_distance));
   validate_space(s.space, model, s.budget);
   return s;
 }

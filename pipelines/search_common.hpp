@@ -18,6 +18,7 @@
 #include "archive/search_archive.hpp"
 #include "metrics/summary.hpp"
 #include "pipelines/stage.hpp"
+#include "search/acquisition.hpp"
 #include "search/evolution.hpp"
 #include "search/predictor.hpp"
 #include "search/space.hpp"
@@ -57,6 +58,7 @@ struct SearchSettings {
   int64_t rounds = 2;
   int64_t evaluate_per_round = 4;
   EvolutionParams evolution;
+  AcquisitionParams acquisition;  // search.acquisition, kappa, boosters, min_distance (search/acquisition.hpp)
 };
 
 // Reads the four sections from the run configuration (InputError naming the key on bad values).

@@ -40,6 +40,7 @@ void run_train_stage(StageContext& context);
 void run_search_stage(StageContext& context);
 void run_sensitivity_stage(StageContext& context);
 void run_heldout_stage(StageContext& context);  // pipelines/heldout.cpp
+void run_baselines_stage(StageContext& context);  // pipelines/baselines.cpp
 
 // Evaluates `entries` like the evaluate stage (collective; plans complete in the archive are skipped, so a
 // rerun resumes) and returns each entry's plan id (in order). `stage` prefixes the log lines.

@@ -77,6 +77,7 @@ Tensor LlamaModel::forward(std::span<const int32_t> ids, int64_t pos0, KvCache& 
     }
     // attention block: x += o(attention(rope(q(norm(x))), rope(k(norm(x))), v(norm(x))))
     backend_.rmsnorm(x, layer.attn_norm, config_.rms_norm_eps, norm);
+    if (observer_) observer_(l, norm);
     backend_.matmul(norm, layer.linear.q, q);
     backend_.matmul(norm, layer.linear.k, k_new);
     backend_.matmul(norm, layer.linear.v, v_new);
@@ -89,6 +90,7 @@ Tensor LlamaModel::forward(std::span<const int32_t> ids, int64_t pos0, KvCache& 
     backend_.add(x, proj);
     // feed-forward block: x += down(silu(gate(norm(x))) * up(norm(x)))
     backend_.rmsnorm(x, layer.ffn_norm, config_.rms_norm_eps, norm);
+    if (observer_) observer_(l, norm);
     backend_.matmul(norm, layer.linear.gate, gate);
     backend_.matmul(norm, layer.linear.up, up);
     backend_.swiglu(gate, up, act);

@@ -4,6 +4,7 @@
 // appending their keys/values to the KV cache: pos0 = 0 with the whole sequence is the teacher-forced
 // forward, n = 1 steps are incremental decoding.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -45,6 +46,12 @@ class LlamaModel {
   // layout().vocab. The returned tensor is a view of an internal buffer, valid until the next call.
   Tensor forward(std::span<const int32_t> ids, int64_t pos0, KvCache& cache);
 
+  // Called by forward with each layer's normalised inputs of its projections, attn_norm (input of q, k, v) then
+  // ffn_norm (input of gate, up): (n, C), the same on every tp rank. Used to measure activation statistics
+  // (pipelines/baselines.cpp, OWL); empty (the default) costs nothing.
+  using ActivationObserver = std::function<void(int64_t layer, const Tensor& normed)>;
+  void set_activation_observer(ActivationObserver observer) { observer_ = std::move(observer); }
+
  private:
   // Activation buffers, grown on demand and reused (a device allocation per call would dominate on GPU).
   struct Workspace {
@@ -59,6 +66,7 @@ class LlamaModel {
   Communicator& comm_;
   std::shared_ptr<DeviceWeights> weights_;
   Workspace ws_;
+  ActivationObserver observer_;
 };
 
 }  // namespace divprune

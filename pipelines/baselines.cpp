@@ -1,0 +1,243 @@
+// The `baselines` stage (issue 17): the compressions a practitioner tries before a search, each evaluated as an
+// ordinary plan at the search's budget (like the sample stage's uniform reference) and recorded by name in
+// /search/baselines (src/archive/baselines_archive.hpp):
+//   sensitivity    per-component sparsities from the sensitivity sweep's table, more sensitive components pruned
+//                  less (search/allocation.hpp: x_i ∝ 1/s_i, water-filled under baselines.max_sparsity to meet
+//                  the linear-sparsity budget exactly), pruned with the sweep's method; needs a complete
+//                  `sensitivity` stage. Items: the swept (layer, component) pairs among space.components.
+//   owl            OWL-style layer-wise sparsities (Yin et al.; search/allocation.hpp): layer l's outlier ratio D_l is
+//                  the share of entries of its normalised projection inputs (attn_norm: input of q, k, v; ffn_norm:
+//                  input of gate, up; the o and down inputs are split over tp ranks and left out) with
+//                  |x| > M · mean|x| (M = baselines.owl_threshold, the mean over the layer's entries), measured on
+//                  the uncompressed model over the run's prompts (BOS + prompt, data.prompts); each searched
+//                  component of layer l gets S + 2λ·(mean D − D_l)/(max D − min D) (λ = baselines.owl_lambda, S the
+//                  uniform reference's sparsity), pruned with the uniform reference's method.
+//   random_search  random plans of the search space with as many real evaluations as the predictor-guided search
+//                  made (sample.count + search.rounds · search.evaluate): the sample stage's plans plus
+//                  search.rounds · search.evaluate further draws of the same seeded sampler; its plan is the best
+//                  of them by train.objective. The ablation that shows what the predictor buys (Ji et al.).
+// Needs a complete `sample` stage; plans complete in the archive are not evaluated again, so a rerun resumes.
+// Keys: configs/README.md ("baselines").
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <random>
+
+#include "archive/baselines_archive.hpp"
+#include "archive/sensitivity_archive.hpp"
+#include "compress/apply.hpp"
+#include "core/errors.hpp"
+#include "core/sha256.hpp"
+#include "pipelines/search_common.hpp"
+#include "search/allocation.hpp"
+
+namespace divprune {
+
+namespace {
+
+struct BaselineSettings {
+  bool sensitivity = true;
+  bool owl = true;
+  bool random_search = true;
+  double max_sparsity = 0.9;  // the sensitivity and OWL allocations' clip
+  double owl_threshold = 5.0; // M: an activation entry is an outlier when |x| > M · mean|x| (OWL's value for Llama)
+  double owl_lambda = 0.08;   // λ: layer sparsities span S ± λ·... of total width 2λ (OWL's value for Llama)
+};
+
+BaselineSettings read_baseline_settings(const RunConfig& c) {
+  BaselineSettings b;
+  const ConfigNode node = c.root["baselines"].check_keys({"kinds", "max_sparsity", "owl_threshold", "owl_lambda"});
+  if (const ConfigNode kinds = node["kinds"]; kinds.present()) {
+    b.sensitivity = b.owl = b.random_search = false;
+    for (const ConfigNode& k : kinds.elements()) {
+      const std::string name = k.as<std::string>();
+      if (name == "sensitivity") b.sensitivity = true;
+      else if (name == "owl") b.owl = true;
+      else if (name == "random_search") b.random_search = true;
+      else k.fail(fmt::format("expected sensitivity, owl or random_search, found \"{}\"", name));
+    }
+  }
+  b.owl_threshold = node.get("owl_threshold", b.owl_threshold);
+  if (!(b.owl_threshold > 0.0)) node["owl_threshold"].fail(fmt::format("must be positive, got {}", b.owl_threshold));
+  b.owl_lambda = node.get("owl_lambda", b.owl_lambda);
+  if (!(b.owl_lambda >= 0.0 && b.owl_lambda < 0.5))
+    node["owl_lambda"].fail(fmt::format("must lie in [0, 0.5), got {}", b.owl_lambda));
+  b.max_sparsity = node.get("max_sparsity", b.max_sparsity);
+  if (!(b.max_sparsity > 0.0 && b.max_sparsity < 1.0))
+    node["max_sparsity"].fail(fmt::format("must lie in (0, 1), got {}", b.max_sparsity));
+  return b;
+}
+
+// Rounded to 4 decimals: the plan's YAML and float32 features then hold the same value (compress/FEATURES.md),
+// and the budget moves by at most 5e-5.
+double round4(double x) { return std::round(x * 1e4) / 1e4; }
+
+CompressionPlan sensitivity_plan(const SensitivityRecord& sweep, const SearchSettings& s, const ModelConfig& model,
+                                 double max_sparsity) {
+  const PruneMethod method = kPruneMethodNames.parse(sweep.method, "sensitivity.method");
+  const size_t L = sweep.layers.size(), C = sweep.components.size(), S = sweep.steps.size();
+  const double n_tokens = static_cast<double>(sweep.continuation);
+  std::vector<int64_t> layer;
+  std::vector<Component> component;
+  std::vector<double> sensitivity, sizes;
+  for (size_t l = 0; l < L; ++l)
+    for (size_t c = 0; c < C; ++c) {
+      const Component comp = kComponentNames.parse(sweep.components[c], "sensitivity.components");
+      if (std::find(s.space.components.begin(), s.space.components.end(), comp) == s.space.components.end()) continue;
+      double lost = 0.0;
+      for (size_t k = 0; k < S; ++k) lost += 1.0 - sweep.sweep.fdt[(l * C + c) * S + k] / n_tokens;
+      const auto shape = component_shape(comp, model);
+      layer.push_back(sweep.layers[l]);
+      component.push_back(comp);
+      sensitivity.push_back(lost / static_cast<double>(S));
+      sizes.push_back(static_cast<double>(shape[0] * shape[1]));
+    }
+  if (layer.empty()) throw InputError("baselines: the sensitivity sweep covers none of space.components");
+  const double total = static_cast<double>(plan_size(CompressionPlan::identity(model.num_layers), model).linear_parameters);
+  const std::vector<double> x = allocate_inverse_sensitivity(sensitivity, sizes, s.budget.sparsity * total, max_sparsity);
+  CompressionPlan plan = CompressionPlan::identity(model.num_layers);
+  for (size_t i = 0; i < x.size(); ++i) plan.at(layer[i], component[i]).prune = PruneSpec{method, round4(x[i])};
+  return canonical_plan(plan);
+}
+
+// Outlier ratio D_l of every layer's normalised projection inputs on the uncompressed model over the prompts
+// (collective over the replica's tp group: every rank runs the same forwards; each replica measures the same).
+std::vector<double> measure_outlier_ratios(StageContext& ctx, const EvalSet& set, double threshold) {
+  ModelReplica& replica = ctx.replica;
+  const ModelConfig& config = replica.config();
+  apply_plan(validate_plan(CompressionPlan::identity(config.num_layers), config, "the identity plan", ctx.topology.tp),
+             replica.pristine(), replica.model());
+  LlamaModel& model = replica.model();
+  std::vector<std::vector<float>> values(static_cast<size_t>(config.num_layers));
+  std::vector<float> host;
+  model.set_activation_observer([&](int64_t layer, const Tensor& normed) {
+    host.resize(static_cast<size_t>(normed.numel()));
+    model.backend().download(normed, host);
+    auto& v = values[static_cast<size_t>(layer)];
+    v.insert(v.end(), host.begin(), host.end());
+  });
+  try {
+    for (const std::vector<int32_t>& prompt : set.prompts) {
+      std::vector<int32_t> ids = {config.bos_id};
+      ids.insert(ids.end(), prompt.begin(), prompt.end());
+      KvCache cache = model.make_cache(static_cast<int64_t>(ids.size()));
+      model.forward(ids, 0, cache);
+    }
+  } catch (...) {
+    model.set_activation_observer({});
+    throw;
+  }
+  model.set_activation_observer({});
+  std::vector<double> ratios;
+  for (const auto& v : values) ratios.push_back(outlier_ratio(v, threshold));
+  return ratios;
+}
+
+CompressionPlan owl_plan(const std::vector<double>& ratios, const PlanSampler& sampler, double lambda, double max_sparsity) {
+  // The uniform reference's sparsity and method: OWL redistributes the uniform plan's sparsity over the layers.
+  const CompressionPlan uniform = sampler.uniform();
+  const SearchSpace& space = sampler.space();
+  const PruneSpec spec = *uniform.at(0, space.components.front()).prune;
+  const std::vector<double> x = allocate_owl(ratios, spec.sparsity, lambda, max_sparsity);
+  CompressionPlan plan = CompressionPlan::identity(static_cast<int64_t>(x.size()));
+  for (size_t l = 0; l < x.size(); ++l)
+    for (Component c : space.components) plan.at(static_cast<int64_t>(l), c).prune = PruneSpec{spec.method, round4(x[l])};
+  return canonical_plan(plan);
+}
+
+}  // namespace
+
+void run_baselines_stage(StageContext& ctx) {
+  const ModelConfig& model = ctx.replica.config();
+  const bool coordinator = ctx.topology.is_coordinator();
+  SearchSettings s;
+  BaselineSettings b;
+  std::optional<SampleRecord> sample;
+  std::vector<PlanEntry> entries;
+  Bytes eval_payload;
+  world_step([&] {
+    s = read_search_settings(ctx.config, model);
+    b = read_baseline_settings(ctx.config);
+    if (!coordinator || !b.owl) return;
+    const EvalSet set = ctx.archive.read_eval_set();
+    if (set.prompts.empty()) throw InputError("baselines: owl measures activations on data.prompts, and the run has none");
+    eval_payload = serialize(set);
+  });
+  std::vector<double> outlier_ratios;
+  if (b.owl) {
+    broadcast_bytes(eval_payload);
+    outlier_ratios = measure_outlier_ratios(ctx, deserialize_eval_set(eval_payload), b.owl_threshold);
+  }
+  world_step([&] {
+    if (!coordinator) return;
+    sample = read_search_sample(ctx.archive);
+    if (!sample) throw InputError("baselines: the archive holds no complete sample stage (list `sample` before `baselines`)");
+    if (b.sensitivity) {
+      const std::optional<SensitivityRecord> sweep = read_sensitivity(ctx.archive);
+      if (!sweep) throw InputError("baselines: the sensitivity baseline needs a complete sensitivity stage (list `sensitivity` "
+                                   "before `baselines`, or set baselines.kinds without it)");
+      const CompressionPlan plan = sensitivity_plan(*sweep, s, model, b.max_sparsity);
+      const double sparsity = plan_size(plan, model).sparsity;
+      spdlog::info("baselines: sensitivity-guided plan at linear sparsity {:.4f} (budget {:.3f} ± {:.3f})", sparsity,
+                   s.budget.sparsity, s.budget.tolerance);
+      entries.push_back(plan_entry("sensitivity", "baselines:sensitivity", plan));
+    }
+    if (b.owl) {
+      const PlanSampler sampler(s.space, model, s.budget);
+      std::string list;
+      for (double d : outlier_ratios) list += fmt::format(" {:.4f}", d);
+      spdlog::info("baselines: OWL outlier ratio per layer (|x| > {} mean|x|):{}", b.owl_threshold, list);
+      const CompressionPlan plan = owl_plan(outlier_ratios, sampler, b.owl_lambda, b.max_sparsity);
+      spdlog::info("baselines: OWL plan at linear sparsity {:.4f}", plan_size(plan, model).sparsity);
+      entries.push_back(plan_entry("owl", "baselines:owl", plan));
+    }
+    if (b.random_search) {
+      // The sample stage's draws come first from the same seed, so they are the random search's first plans.
+      const PlanSampler sampler(s.space, model, s.budget);
+      std::mt19937_64 rng(s.sample_seed);
+      for (int64_t i = 0; i < s.sample_count; ++i) (void)sampler.sample(rng);
+      for (int64_t i = 0; i < s.rounds * s.evaluate_per_round; ++i)
+        entries.push_back(plan_entry(fmt::format("random_search_{:03d}", i), "baselines:random_search", sampler.sample(rng)));
+    }
+  });
+  broadcast_entries(entries);
+  const std::vector<std::string> ids = evaluate_plan_entries(ctx, entries, "baselines", false);
+  world_step([&] {
+    if (!coordinator) return;
+    BaselinesRecord record;
+    record.objective = s.objective.name;
+    size_t next = 0;
+    if (b.sensitivity) {
+      record.names.push_back("sensitivity");
+      record.ids.push_back(ids[next++]);
+    }
+    if (b.owl) {
+      record.names.push_back("owl");
+      record.ids.push_back(ids[next++]);
+      record.owl_outlier_ratio = outlier_ratios;
+    }
+    if (b.random_search) {
+      record.random_search_ids = sample->ids;
+      record.random_search_ids.insert(record.random_search_ids.end(), ids.begin() + static_cast<std::ptrdiff_t>(next), ids.end());
+      const double sign = s.objective.sign();
+      const std::vector<Pair> pairs = read_pairs(ctx.archive, s.objective, record.random_search_ids);
+      const Pair* best = nullptr;
+      for (const Pair& p : pairs)
+        if (!best || sign * p.value < sign * best->value) best = &p;
+      if (best) {
+        record.names.push_back("random_search");
+        record.ids.push_back(best->id);
+      }
+    }
+    write_search_baselines(ctx.archive, record);
+    const std::vector<Pair> named = read_pairs(ctx.archive, s.objective, record.ids);
+    for (size_t i = 0; i < record.names.size(); ++i)
+      for (const Pair& p : named)
+        if (p.id == record.ids[i])
+          spdlog::info("baselines: {} [{}] {} {:.4f} at linear sparsity {:.4f}", record.names[i], p.id, s.objective.name,
+                       p.value, p.sparsity);
+  });
+}
+
+}  // namespace divprune
