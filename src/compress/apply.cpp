@@ -4,6 +4,7 @@
 #include <span>
 #include <vector>
 
+#include "compress/calibrated_operators.hpp"
 #include "compress/operators.hpp"
 #include "core/errors.hpp"
 #include "kernels/backend.hpp"
@@ -29,7 +30,8 @@ void expect_validated_for(const ValidatedPlan& plan, const ModelConfig& config, 
 }
 
 HostMatrix compress_with(const CompressionPlan& plan, const ModelConfig& config, const HostWeights& pristine,
-                         int64_t l, Component c, Communicator& comm, LayerRankings& rankings) {
+                         int64_t l, Component c, Communicator& comm, LayerRankings& rankings,
+                         const CalibrationStats* calibration) {
   const HostLayer& layer = pristine.layers[static_cast<size_t>(l)];
   HostMatrix m = layer.linear[c];
   const ComponentPlan& cp = plan.at(l, c);
@@ -37,6 +39,10 @@ HostMatrix compress_with(const CompressionPlan& plan, const ModelConfig& config,
   const ShardGeometry g = shard_geometry(c, config, pristine.layout);
   if (cp.prune && cp.prune->sparsity > 0.0) {
     const double s = cp.prune->sparsity;
+    if (is_calibrated(cp.prune->method)) {
+      EXPECTS(calibration != nullptr, "a calibrated prune needs calibration statistics");
+      apply_calibrated_prune(m, g, *cp.prune, calibration->for_component(l, c), comm);
+    }
     switch (cp.prune->method) {
       case PruneMethod::Magnitude: prune_magnitude(m, g, s, comm); break;
       case PruneMethod::MagnitudeRow: prune_magnitude_rows(m, g, s, comm); break;
@@ -55,22 +61,31 @@ HostMatrix compress_with(const CompressionPlan& plan, const ModelConfig& config,
                       pristine.layout);
         break;
       }
+      case PruneMethod::Wanda:
+      case PruneMethod::SparseGpt: break;  // above
     }
   }
   if (cp.quant == QuantMethod::Int8) quantize_int8_rows(m, g, comm);
+  if (has_grid(cp.quant)) {
+    EXPECTS(calibration != nullptr || !is_calibrated(cp.quant), "gptq needs calibration statistics");
+    static const InputStats kNone;
+    apply_calibrated_quant(m, g, cp, calibration ? calibration->for_component(l, c) : kNone, comm);
+  }
   return m;
 }
 
 }  // namespace
 
 HostMatrix compress_linear(const ValidatedPlan& plan, const ModelConfig& config, const HostWeights& pristine,
-                           int64_t layer, Component component, Communicator& comm) {
+                           int64_t layer, Component component, Communicator& comm,
+                           const CalibrationStats* calibration) {
   expect_validated_for(plan, config, pristine.layout);
   LayerRankings rankings;
-  return compress_with(plan.plan(), config, pristine, layer, component, comm, rankings);
+  return compress_with(plan.plan(), config, pristine, layer, component, comm, rankings, calibration);
 }
 
-void apply_plan(const ValidatedPlan& validated, const HostWeights& pristine, LlamaModel& model) {
+void apply_plan(const ValidatedPlan& validated, const HostWeights& pristine, LlamaModel& model,
+                const CalibrationStats* calibration) {
   const ModelConfig& config = model.config();
   const CompressionPlan& plan = validated.plan();
   expect_validated_for(validated, config, pristine.layout);
@@ -90,7 +105,7 @@ void apply_plan(const ValidatedPlan& validated, const HostWeights& pristine, Lla
       if (lp.removed || plan.at(l, c).is_identity()) {
         upload_linear(model.backend(), original, dev.linear[c]);
       } else {
-        upload_linear(model.backend(), compress_with(plan, config, pristine, l, c, model.comm(), rankings),
+        upload_linear(model.backend(), compress_with(plan, config, pristine, l, c, model.comm(), rankings, calibration),
                       dev.linear[c]);
       }
     }

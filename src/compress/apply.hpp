@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <filesystem>
 
+#include "compress/calibration.hpp"
 #include "compress/plan.hpp"
 #include "model/weights.hpp"
 #include "core/communicator.hpp"
@@ -20,16 +21,19 @@ class LlamaModel;
 class ModelReplica;
 
 // The compressed local shard of one projection under `plan` (a copy of the pristine one when the plan leaves
-// it untouched). Operators: compress/operators.hpp.
+// it untouched). Operators: compress/operators.hpp, compress/calibrated_operators.hpp; `calibration` holds the
+// statistics the calibrated ones need (required when the plan uses one; compress/calibration.hpp).
 HostMatrix compress_linear(const ValidatedPlan& plan, const ModelConfig& config, const HostWeights& pristine,
-                           int64_t layer, Component component, Communicator& comm);
+                           int64_t layer, Component component, Communicator& comm,
+                           const CalibrationStats* calibration = nullptr);
 
 // Builds `model`'s working copy of `plan` from `pristine`, this rank's shard of the uncompressed weights: every
 // linear projection of every layer is re-uploaded, from its compressed values or from the pristine ones, and
 // DeviceLayer::removed is set, so applying plan A then plan B leaves exactly what applying B to freshly uploaded
 // weights leaves. Norms and embeddings are never compressed and are left as they are. The plan must have been
 // validated for the model's config and tensor-parallel size (a precondition, not an input check).
-void apply_plan(const ValidatedPlan& plan, const HostWeights& pristine, LlamaModel& model);
+void apply_plan(const ValidatedPlan& plan, const HostWeights& pristine, LlamaModel& model,
+                const CalibrationStats* calibration = nullptr);
 
 // A plan file for `replica` (divprune logits / perplexity --plan FILE), read and validated for the replica's
 // model and tensor-parallel size. Collective over MPI_COMM_WORLD: every rank calls it with the same file; a bad

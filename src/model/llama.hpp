@@ -4,6 +4,7 @@
 // appending their keys/values to the KV cache: pos0 = 0 with the whole sequence is the teacher-forced
 // forward, n = 1 steps are incremental decoding.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -22,6 +23,15 @@ struct KvCache {
   std::vector<Tensor> v;
   int64_t capacity = 0;
 };
+
+// The four distinct inputs of a decoder layer's linear projections, as an observer sees them (this rank's
+// columns: the full width for Attn/Mlp, the local heads / channels for AttnOut/MlpAct at tp > 1).
+enum class LinearInput { Attn = 0, AttnOut, Mlp, MlpAct };  // q,k,v | o | gate,up | down
+constexpr int kNumLinearInputs = 4;
+// Called during forward with each layer's projection inputs, (n, width) on the backend; used to collect
+// calibration statistics (compress/calibration.hpp). Runs on every rank of the group in the same order, so it
+// may call collectives of the group's communicator.
+using ActivationObserver = std::function<void(int64_t layer, LinearInput input, const Tensor& x)>;
 
 class LlamaModel {
  public:
@@ -44,6 +54,8 @@ class LlamaModel {
   // Runs tokens ids at positions pos0..pos0+n-1 and returns this rank's logits slice (n, V_local), columns
   // layout().vocab. The returned tensor is a view of an internal buffer, valid until the next call.
   Tensor forward(std::span<const int32_t> ids, int64_t pos0, KvCache& cache);
+  // Installs (or, with an empty function, removes) the observer of the projection inputs.
+  void set_observer(ActivationObserver observer) { observer_ = std::move(observer); }
 
  private:
   // Activation buffers, grown on demand and reused (a device allocation per call would dominate on GPU).
@@ -59,6 +71,7 @@ class LlamaModel {
   Communicator& comm_;
   std::shared_ptr<DeviceWeights> weights_;
   Workspace ws_;
+  ActivationObserver observer_;
 };
 
 }  // namespace divprune
