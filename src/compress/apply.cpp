@@ -20,6 +20,7 @@ namespace {
 // reaches the same first use: the plan is the same on every rank).
 struct LayerRankings {
   std::optional<std::vector<int64_t>> heads, channels;
+  ObsCache obs;  // sparsegpt / gptq factors of the layer's inputs
 };
 
 // What the validation guaranteed for the model at hand; a mismatch is a bug of the caller, not a bad input.
@@ -41,7 +42,7 @@ HostMatrix compress_with(const CompressionPlan& plan, const ModelConfig& config,
     const double s = cp.prune->sparsity;
     if (is_calibrated(cp.prune->method)) {
       EXPECTS(calibration != nullptr, "a calibrated prune needs calibration statistics");
-      apply_calibrated_prune(m, g, *cp.prune, calibration->for_component(l, c), comm);
+      apply_calibrated_prune(m, g, *cp.prune, calibration->for_component(l, c), rankings.obs, comm);
     }
     switch (cp.prune->method) {
       case PruneMethod::Magnitude: prune_magnitude(m, g, s, comm); break;
@@ -69,7 +70,7 @@ HostMatrix compress_with(const CompressionPlan& plan, const ModelConfig& config,
   if (has_grid(cp.quant)) {
     EXPECTS(calibration != nullptr || !is_calibrated(cp.quant), "gptq needs calibration statistics");
     static const InputStats kNone;
-    apply_calibrated_quant(m, g, cp, calibration ? calibration->for_component(l, c) : kNone, comm);
+    apply_calibrated_quant(m, g, cp, calibration ? calibration->for_component(l, c) : kNone, rankings.obs, comm);
   }
   return m;
 }

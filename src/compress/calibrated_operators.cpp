@@ -285,26 +285,33 @@ constexpr int64_t kBlock = 128;
 
 }  // namespace
 
+const ObsFactor& ObsCache::get(const InputStats& stats, bool act_order) {
+  const auto key = std::make_pair(&stats, act_order);
+  auto it = factors_.find(key);
+  if (it == factors_.end()) it = factors_.emplace(key, obs_factor(stats, kDamp, act_order)).first;
+  return it->second;
+}
+
 void apply_calibrated_prune(HostMatrix& m, const ShardGeometry& g, const PruneSpec& p, const InputStats& stats,
-                            Communicator& comm) {
+                            ObsCache& cache, Communicator& comm) {
   if (!is_calibrated(p.method) || p.sparsity == 0.0) return;
   const NmPattern nm{p.pattern_n, p.pattern_m};
   if (p.method == PruneMethod::Wanda) {
     on_whole_rows(m, g, comm, [&](HostMatrix& w) { wanda_rows(w, stats, p.sparsity, nm); });
   } else {
-    const ObsFactor f = obs_factor(stats, kDamp, false);
+    const ObsFactor& f = cache.get(stats, false);
     on_whole_rows(m, g, comm, [&](HostMatrix& w) { sparsegpt_rows(w, f, p.sparsity, nm, kBlock); });
   }
 }
 
 void apply_calibrated_quant(HostMatrix& m, const ShardGeometry& g, const ComponentPlan& cp, const InputStats& stats,
-                            Communicator& comm) {
+                            ObsCache& cache, Communicator& comm) {
   const QuantParams& q = cp.quant_params;
   const GridSpec grid{q.bits, q.group_size, q.sym};
   if (cp.quant == QuantMethod::Rtn) {
     on_whole_rows(m, g, comm, [&](HostMatrix& w) { rtn_rows(w, grid); });
   } else if (cp.quant == QuantMethod::Gptq) {
-    const ObsFactor f = obs_factor(stats, kDamp, q.act_order);
+    const ObsFactor& f = cache.get(stats, q.act_order);
     on_whole_rows(m, g, comm, [&](HostMatrix& w) { gptq_rows(w, f, grid, kBlock); });
   }
 }

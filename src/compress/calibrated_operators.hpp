@@ -31,6 +31,8 @@
 // locally; a row-parallel o/down shard is all-gathered into the full matrix, compressed whole and sliced, which
 // makes the working copies at any tp bit-identical slices of tp = 1 (given the same statistics).
 #include <cstdint>
+#include <map>
+#include <utility>
 #include <span>
 #include <vector>
 
@@ -61,6 +63,16 @@ struct ObsFactor {
 // act_order: columns by decreasing diag(H); damp: fraction of the mean diagonal added to it.
 ObsFactor obs_factor(const InputStats& stats, double damp, bool act_order);
 
+// OBS factors computed once per (input statistics, act_order) and shared by the components reading that input
+// (q, k, v; gate, up): the factor is the O(d³) part of sparsegpt / gptq.
+class ObsCache {
+ public:
+  const ObsFactor& get(const InputStats& stats, bool act_order);
+
+ private:
+  std::map<std::pair<const InputStats*, bool>, ObsFactor> factors_;
+};
+
 // In-place operators on rows of full width (any subset of the output rows: rows are independent).
 void wanda_rows(HostMatrix& w, const InputStats& stats, double sparsity, NmPattern nm);
 void sparsegpt_rows(HostMatrix& w, const ObsFactor& f, double sparsity, NmPattern nm, int64_t block = 128);
@@ -70,8 +82,8 @@ void rtn_rows(HostMatrix& w, const GridSpec& grid);
 // The calibrated prune / quantization of a component plan on a shard `m` at `g` (collective over `comm` for
 // row-parallel shards). Does nothing for the uncalibrated methods (compress/operators.hpp handles them).
 void apply_calibrated_prune(HostMatrix& m, const ShardGeometry& g, const PruneSpec& prune, const InputStats& stats,
-                            Communicator& comm);
+                            ObsCache& cache, Communicator& comm);
 void apply_calibrated_quant(HostMatrix& m, const ShardGeometry& g, const ComponentPlan& cp, const InputStats& stats,
-                            Communicator& comm);
+                            ObsCache& cache, Communicator& comm);
 
 }  // namespace divprune

@@ -1,5 +1,6 @@
 #include "compress/calibration.hpp"
 
+#include <cblas.h>
 #include <fmt/format.h>
 
 #include <random>
@@ -49,19 +50,12 @@ std::vector<std::vector<int32_t>> calibration_sequences(const Tokenizer& tokeniz
 
 namespace {
 
-// G += XᵀX for X (n, d) fp32, accumulated in double (upper triangle; mirrored at the end).
+// G += XᵀX for X (n, d) fp32, accumulated in double (upper triangle, by OpenBLAS's dsyrk; mirrored at the end).
 void accumulate_gram(InputStats& s, const std::vector<float>& x, int64_t n) {
   const int64_t d = s.dim;
-  std::vector<double> row(static_cast<size_t>(d));
-  for (int64_t t = 0; t < n; ++t) {
-    for (int64_t j = 0; j < d; ++j) row[static_cast<size_t>(j)] = x[static_cast<size_t>(t * d + j)];
-    for (int64_t i = 0; i < d; ++i) {
-      const double xi = row[static_cast<size_t>(i)];
-      if (xi == 0.0) continue;
-      double* g = s.gram.data() + i * d;
-      for (int64_t j = i; j < d; ++j) g[j] += xi * row[static_cast<size_t>(j)];
-    }
-  }
+  std::vector<double> xd(x.begin(), x.begin() + n * d);
+  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, static_cast<int>(d), static_cast<int>(n), 1.0, xd.data(),
+              static_cast<int>(d), 1.0, s.gram.data(), static_cast<int>(d));
   s.tokens += n;
 }
 
