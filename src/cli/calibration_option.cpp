@@ -22,6 +22,10 @@ void CalibrationOption::add_to(CLI::App& sub) {
   sub.add_option("--calibration-length", length, "Tokens per calibration sequence (0: the model's context, at most 2048)")
       ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   sub.add_option("--calibration-seed", seed, "Seed of the calibration windows")->capture_default_str();
+  sub.add_option("--calibration-mode", mode,
+                 "cached: statistics of the base model, once; sequential: layer by layer on the compressed layers "
+                 "before it (one forward pass per layer)")
+      ->capture_default_str()->check(CLI::IsMember({"cached", "sequential"}));
 }
 
 void apply_plan_with_calibration(const std::string& plan_file, const CalibrationOption& calibration,
@@ -30,8 +34,9 @@ void apply_plan_with_calibration(const std::string& plan_file, const Calibration
   using Clock = std::chrono::steady_clock;
   std::optional<CalibrationStats> stats;
   double calibration_s = 0.0;
+  std::vector<std::vector<int32_t>> sequences;
+  const bool sequential = calibration.mode == "sequential" && plan.plan().needs_calibration();
   if (plan.plan().needs_calibration()) {
-    std::vector<std::vector<int32_t>> sequences;
     world_step([&] {
       if (calibration.text.empty())
         throw InputError(fmt::format("{}: the plan uses calibrated operators (wanda, sparsegpt or gptq): give "
@@ -46,12 +51,17 @@ void apply_plan_with_calibration(const std::string& plan_file, const Calibration
         throw InputError(fmt::format("--calibration-length {} exceeds the model's context {}", spec.length, context));
       sequences = calibration_sequences(Tokenizer(tokenizer), spec);
     });
-    const auto start = Clock::now();
-    stats = collect_calibration(replica.model(), sequences);
-    calibration_s = std::chrono::duration<double>(Clock::now() - start).count();
+    if (!sequential) {
+      const auto start = Clock::now();
+      stats = collect_calibration(replica.model(), sequences);
+      calibration_s = std::chrono::duration<double>(Clock::now() - start).count();
+    }
   }
   const auto start = Clock::now();
-  apply_plan(plan, replica.pristine(), replica.model(), stats ? &*stats : nullptr);
+  if (sequential)  // calibration and compression interleaved: the time is all "apply"
+    apply_plan_sequential(plan, replica.pristine(), replica.model(), sequences);
+  else
+    apply_plan(plan, replica.pristine(), replica.model(), stats ? &*stats : nullptr);
   const double apply_s = std::chrono::duration<double>(Clock::now() - start).count();
   if (replica.topology().is_coordinator()) {
     const PlanSize size = plan_size(plan.plan(), replica.config());

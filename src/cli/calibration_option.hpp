@@ -15,7 +15,8 @@ struct CalibrationOption {
   int64_t sequences = 128;
   int64_t length = 0;      // 0: the model's context, at most 2048 tokens
   uint64_t seed = 0;
-  // Adds --calibration, --calibration-sequences, --calibration-length, --calibration-seed.
+  std::string mode = "cached";  // cached | sequential (compress/apply.hpp apply_plan_sequential)
+  // Adds --calibration-mode and --calibration, --calibration-sequences, --calibration-length, --calibration-seed.
   void add_to(CLI::App& sub);
 };
 

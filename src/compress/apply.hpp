@@ -9,6 +9,7 @@
 // replicas may apply other plans at the same time.
 #include <cstdint>
 #include <filesystem>
+#include <vector>
 
 #include "compress/calibration.hpp"
 #include "compress/plan.hpp"
@@ -34,6 +35,13 @@ HostMatrix compress_linear(const ValidatedPlan& plan, const ModelConfig& config,
 // validated for the model's config and tensor-parallel size (a precondition, not an input check).
 void apply_plan(const ValidatedPlan& plan, const HostWeights& pristine, LlamaModel& model,
                 const CalibrationStats* calibration = nullptr);
+
+// Sequential calibration (the papers' procedure): layer by layer, the statistics of layer l are collected over
+// `sequences` with layers 0..l-1 already compressed (layer l itself pristine), then layer l is compressed with
+// them. Costs one forward pass over the calibration sequences per layer (cached mode: one in all). Same result
+// as apply_plan for the layers before the first compressed one. Collective like apply_plan.
+void apply_plan_sequential(const ValidatedPlan& plan, const HostWeights& pristine, LlamaModel& model,
+                           const std::vector<std::vector<int32_t>>& sequences);
 
 // A plan file for `replica` (divprune logits / perplexity --plan FILE), read and validated for the replica's
 // model and tensor-parallel size. Collective over MPI_COMM_WORLD: every rank calls it with the same file; a bad

@@ -61,7 +61,8 @@ void accumulate_gram(InputStats& s, const std::vector<float>& x, int64_t n) {
 
 }  // namespace
 
-CalibrationStats collect_calibration(LlamaModel& model, const std::vector<std::vector<int32_t>>& sequences) {
+CalibrationStats collect_calibration(LlamaModel& model, const std::vector<std::vector<int32_t>>& sequences,
+                                     int64_t only_layer) {
   const ModelConfig& config = model.config();
   const ShardLayout& layout = model.layout();
   Communicator& comm = model.comm();
@@ -70,13 +71,16 @@ CalibrationStats collect_calibration(LlamaModel& model, const std::vector<std::v
   stats.layers.resize(static_cast<size_t>(config.num_layers));
   const std::array<int64_t, kNumLinearInputs> dims = {config.hidden_size, config.num_heads * config.head_dim,
                                                       config.hidden_size, config.intermediate_size};
-  for (auto& layer : stats.layers)
+  for (int64_t l = 0; l < config.num_layers; ++l)
     for (int i = 0; i < kNumLinearInputs; ++i) {
+      if (only_layer >= 0 && l != only_layer) continue;
+      auto& layer = stats.layers[static_cast<size_t>(l)];
       layer[static_cast<size_t>(i)].dim = dims[static_cast<size_t>(i)];
       layer[static_cast<size_t>(i)].gram.assign(static_cast<size_t>(dims[i] * dims[i]), 0.0);
     }
   std::vector<float> local, gathered, full;
   model.set_observer([&](int64_t l, LinearInput which, const Tensor& x) {
+    if (only_layer >= 0 && l != only_layer) return;
     InputStats& s = stats.layers[static_cast<size_t>(l)][static_cast<size_t>(which)];
     const int64_t n = x.shape()[0];
     const int64_t w = x.numel() / n;

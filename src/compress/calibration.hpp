@@ -2,7 +2,8 @@
 // Calibration statistics of the calibrated operators (compress/calibrated_operators.hpp), "cached" mode: the
 // statistics of every linear projection's input are collected once, from the BASE (uncompressed) model, and
 // reused by every plan (the reference algorithms instead calibrate layer l on the outputs of the already
-// compressed layers before it, "sequential" mode; not implemented yet).
+// compressed layers before it, "sequential" mode: compress/apply.hpp apply_plan_sequential, one forward pass
+// per layer).
 //
 // Calibration data: `sequences` windows of `length` tokens of a text file, tokenised whole; window starts are
 // drawn with a std::mt19937_64 seeded with `seed` as start = draw mod (tokens - length + 1), so the windows are
@@ -64,8 +65,10 @@ LinearInput linear_input_of(Component c);
 // than one window, or when sequences / length are not positive.
 std::vector<std::vector<int32_t>> calibration_sequences(const Tokenizer& tokenizer, const CalibrationSpec& spec);
 
-// Runs `model` (which must hold the base weights) over `sequences` and returns the statistics. Collective over
-// the model's tensor-parallel group (every rank passes the same sequences).
-CalibrationStats collect_calibration(LlamaModel& model, const std::vector<std::vector<int32_t>>& sequences);
+// Runs `model` (which must hold the base weights, in cached mode) over `sequences` and returns the statistics
+// (with `only_layer` >= 0 those of that layer alone, the others left empty: sequential mode, compress/apply.hpp).
+// Collective over the model's tensor-parallel group (every rank passes the same sequences).
+CalibrationStats collect_calibration(LlamaModel& model, const std::vector<std::vector<int32_t>>& sequences,
+                                     int64_t only_layer = -1);
 
 }  // namespace divprune

@@ -247,5 +247,33 @@ TEST(CompressCalibrated, AppliedPlansPruneAndQuantizeAsPlanned) {
   for (float v : host) ASSERT_TRUE(std::isfinite(v));
 }
 
+// Sequential mode: a layer before the first compressed one sees the base model's inputs (same result as cached);
+// a layer after a compressed one is calibrated on the compressed outputs (a different result).
+TEST(CompressCalibrated, SequentialModeCalibratesOnTheCompressedLayersBefore) {
+  ASSETS_OR_SKIP(kModel);
+  Tiny tiny;
+  const auto seqs = synthetic_sequences(2, 24);
+  const CalibrationStats cached = collect_calibration(tiny.model, seqs);
+  const ValidatedPlan plan = parse_plan(R"(components:
+  - {layers: all, names: [q, o, gate, down], prune: {method: sparsegpt, sparsity: 0.5}}
+  - {layers: all, names: [k, up], quant: {method: gptq, bits: 3, group_size: 16}}
+)", tiny.config(), "plan.yaml");
+  apply_plan_sequential(plan, tiny.pristine, tiny.model, seqs);
+  auto download = [&](int64_t l, Component c) {
+    const Tensor& t = tiny.model.weights().layers[static_cast<size_t>(l)].linear[c];
+    std::vector<float> host(static_cast<size_t>(t.numel()));
+    tiny.backend->download(t, host);
+    return host;
+  };
+  for (Component c : {Component::Q, Component::O, Component::Gate, Component::Down, Component::K, Component::Up}) {
+    EXPECT_EQ(download(0, c), compress_linear(plan, tiny.config(), tiny.pristine, 0, c, tiny.comm, &cached).data)
+        << "layer 0 " << component_name(c);
+    EXPECT_NE(download(1, c), compress_linear(plan, tiny.config(), tiny.pristine, 1, c, tiny.comm, &cached).data)
+        << "layer 1 " << component_name(c);
+  }
+  // Untouched components stay pristine.
+  EXPECT_EQ(download(1, Component::V), tiny.pristine.layers[1].linear.v.data);
+}
+
 }  // namespace
 }  // namespace divprune
