@@ -111,7 +111,9 @@ std::vector<double> measure_outlier_ratios(StageContext& ctx, const EvalSet& set
   LlamaModel& model = replica.model();
   std::vector<std::vector<float>> values(static_cast<size_t>(config.num_layers));
   std::vector<float> host;
-  model.set_activation_observer([&](int64_t layer, const Tensor& normed) {
+  model.set_observer([&](int64_t layer, LinearInput input, const Tensor& normed) {
+    // OWL looks at the normalised inputs of q/k/v and gate/up only: o and down see tp-split columns.
+    if (input != LinearInput::Attn && input != LinearInput::Mlp) return;
     host.resize(static_cast<size_t>(normed.numel()));
     model.backend().download(normed, host);
     auto& v = values[static_cast<size_t>(layer)];
@@ -125,10 +127,10 @@ std::vector<double> measure_outlier_ratios(StageContext& ctx, const EvalSet& set
       model.forward(ids, 0, cache);
     }
   } catch (...) {
-    model.set_activation_observer({});
+    model.set_observer({});
     throw;
   }
-  model.set_activation_observer({});
+  model.set_observer({});
   std::vector<double> ratios;
   for (const auto& v : values) ratios.push_back(outlier_ratio(v, threshold));
   return ratios;

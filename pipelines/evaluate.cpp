@@ -160,6 +160,11 @@ std::vector<std::string> evaluate_plan_entries(StageContext& ctx, const std::vec
   world_step([&] {
     for (const PlanEntry& e : entries) {
       ValidatedPlan plan = parse_plan(e.yaml, model_config, e.source == "inline" ? e.where : e.source, topo.tp);
+      // Until the run config has a calibration section (issue 16), stages take the uncalibrated operators only.
+      if (plan.plan().uses_calibrated_operators())
+        throw InputError(fmt::format("{}: wanda, sparsegpt, gptq and rtn are not available in `divprune run` yet; "
+                                     "evaluate such plans with `divprune perplexity|logits --plan FILE --calibration "
+                                     "TEXT`", e.source == "inline" ? e.where : e.source));
       std::string yaml = plan_to_yaml(canonical_plan(plan.plan()));
       std::string hash = sha256_hex(yaml);
       std::string id = plan_id_from_hash(hash);

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "archive/h5.hpp"
+#include "cli/calibration_option.hpp"
 #include "cli/command.hpp"
 #include "core/errors.hpp"
 #include "core/input_file.hpp"
@@ -25,6 +26,8 @@ class LogitsCommand final : public Command {
     sub.add_option("--plan", plan_, "Compression plan (YAML) applied to the model first (see configs/plans/)");
     sub.add_option("--input", input_, "HDF5 file with int32 dataset input_ids [batch, seq]")->required();
     sub.add_option("--out", out_, "HDF5 file to write (dataset logits [batch, seq, vocab], float32)")->required();
+    sub.add_option("--tokenizer", tokenizer_, "SentencePiece .model, to tokenise --calibration");
+    calibration_.add_to(sub);
   }
 
   int run(const Topology& topology, const ExecutionOptions& exec) override {
@@ -43,7 +46,8 @@ class LogitsCommand final : public Command {
                                      input_, shape_string(dims)));
     });
     ModelReplica replica(topology, replica_options(model_, exec));
-    if (!plan_.empty()) apply_plan_option(plan_, replica);  // collective; a bad plan fails every rank alike
+    // collective; a bad plan fails every rank alike
+    if (!plan_.empty()) apply_plan_with_calibration(plan_, calibration_, tokenizer_, replica);
     const int64_t batch = dims[0], seq = dims[1], vocab = replica.config().vocab_size;
     world_step([&] {
       if (seq > replica.config().max_seq_len)
@@ -85,7 +89,8 @@ class LogitsCommand final : public Command {
   }
 
  private:
-  std::string plan_;
+  std::string plan_, tokenizer_;
+  CalibrationOption calibration_;
   std::string model_, input_, out_;
 };
 

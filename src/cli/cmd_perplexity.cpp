@@ -4,6 +4,7 @@
 
 #include <chrono>
 
+#include "cli/calibration_option.hpp"
 #include "cli/command.hpp"
 #include "core/errors.hpp"
 #include "core/input_file.hpp"
@@ -24,6 +25,7 @@ class PerplexityCommand final : public Command {
     sub.add_option("--tokenizer", tokenizer_, "SentencePiece .model (Llama-2's tokenizer.model)")->required();
     sub.add_option("--text", text_, "Text file, scored line by line (blank lines skipped)")->required();
     sub.add_option("--ctx", ctx_, "Tokens per chunk; each chunk is scored after BOS")->capture_default_str();
+    calibration_.add_to(sub);
   }
 
   int run(const Topology& topology, const ExecutionOptions& exec) override {
@@ -35,7 +37,8 @@ class PerplexityCommand final : public Command {
       chunks = chunk_stream(tokenize_corpus(tokenizer, text_), ctx_);
     });
     ModelReplica replica(topology, replica_options(model_, exec));
-    if (!plan_.empty()) apply_plan_option(plan_, replica);  // collective; a bad plan fails every rank alike
+    // collective; a bad plan fails every rank alike
+    if (!plan_.empty()) apply_plan_with_calibration(plan_, calibration_, tokenizer_, replica);
     world_step([&] {
       if (ctx_ + 1 > replica.config().max_seq_len)
         throw InputError(fmt::format("--ctx {} + BOS exceeds the model's context {}", ctx_, replica.config().max_seq_len));
@@ -64,6 +67,7 @@ class PerplexityCommand final : public Command {
 
  private:
   std::string plan_;
+  CalibrationOption calibration_;
   std::string model_, tokenizer_, text_;
   int64_t ctx_ = 256;
 };

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <map>
 
@@ -24,6 +25,36 @@ std::string join_names(std::span<const std::string_view> names) {
   return out;
 }
 
+// An N:M pattern (keep N of every M consecutive columns): 1 <= N < M, M divides the input dimension and the
+// lazy block of 128 columns of sparsegpt (so M is a power of two up to 128).
+void check_pattern(int n, int m, int64_t cols, Component c, const std::string& where) {
+  if (n < 1 || n >= m)
+    throw InputError(fmt::format("{}: pattern {}:{} must keep N of every M entries with 1 <= N < M", where, n, m));
+  if (128 % m != 0)
+    throw InputError(fmt::format("{}: pattern {}:{}: M must divide 128 (1, 2, 4, ..., 128)", where, n, m));
+  if (cols % m != 0)
+    throw InputError(fmt::format("{}: pattern {}:{}: M does not divide the input dimension of {} ({})", where, n, m,
+                                 component_name(c), cols));
+}
+
+// Checks the grid quantizer parameters (gptq, rtn) against a component; `where` prefixes the message.
+void check_quant(const ComponentPlan& cp, Component c, const ModelConfig& config, const std::string& where) {
+  if (!has_grid(cp.quant)) {
+    if (cp.quant_params != QuantParams{})
+      throw InputError(fmt::format("{}: bits, group_size, sym and act_order apply to gptq and rtn only", where));
+    return;
+  }
+  const QuantParams& q = cp.quant_params;
+  if (q.bits != 2 && q.bits != 3 && q.bits != 4 && q.bits != 8)
+    throw InputError(fmt::format("{}: bits {} is not one of 2, 3, 4, 8", where, q.bits));
+  const int64_t cols = component_shape(c, config)[1];
+  if (q.group_size != -1 && (q.group_size <= 0 || cols % q.group_size != 0))
+    throw InputError(fmt::format("{}: group_size {} does not divide the {} input columns of {} (or -1 for one group "
+                                 "per row)", where, q.group_size, cols, component_name(c)));
+  if (q.act_order && cp.quant != QuantMethod::Gptq)
+    throw InputError(fmt::format("{}: act_order applies to gptq only", where));
+}
+
 // Checks one prune against the model; `where` prefixes the message (file, key, line).
 void check_prune(const PruneSpec& p, Component c, const ModelConfig& config, const std::string& where) {
   const std::string_view method = prune_method_name(p.method);
@@ -34,6 +65,15 @@ void check_prune(const PruneSpec& p, Component c, const ModelConfig& config, con
                                  p.method == PruneMethod::Heads ? "q, k, v, o" : "gate, up, down", component_name(c)));
   const auto [rows, cols] = component_shape(c, config);
   (void)rows;
+  if (p.pattern_m != 0 || p.pattern_n != 0) {
+    if (!is_calibrated(p.method))
+      throw InputError(fmt::format("{}: an N:M pattern applies to wanda and sparsegpt only, not to {}", where, method));
+    check_pattern(p.pattern_n, p.pattern_m, cols, c, where);
+    if (p.sparsity != 1.0 - static_cast<double>(p.pattern_n) / p.pattern_m)
+      throw InputError(fmt::format("{}: pattern {}:{} prunes {} of the entries; sparsity {} disagrees", where,
+                                   p.pattern_n, p.pattern_m, 1.0 - static_cast<double>(p.pattern_n) / p.pattern_m,
+                                   p.sparsity));
+  }
   switch (p.method) {
     case PruneMethod::TwoFour:
       if (p.sparsity != 0.5)
@@ -100,6 +140,28 @@ std::vector<Component> parse_names(const ConfigNode& node) {
   return names;
 }
 
+// A prune method / quantization name: the calibrated ones, or the others with the original message for an
+// unknown name followed by the calibrated ones.
+PruneMethod parse_prune_method(const ConfigNode& node) {
+  if (is_word(node, "wanda")) return PruneMethod::Wanda;
+  if (is_word(node, "sparsegpt")) return PruneMethod::SparseGpt;
+  try {
+    return node.as_enum(kUncalibratedPruneMethodNames);
+  } catch (const InputError& e) {
+    throw InputError(std::string(e.what()) + " or a calibrated one (wanda, sparsegpt)");
+  }
+}
+
+QuantMethod parse_quant_method(const ConfigNode& node) {
+  if (is_word(node, "gptq")) return QuantMethod::Gptq;
+  if (is_word(node, "rtn")) return QuantMethod::Rtn;
+  try {
+    return node.as_enum(kBasicQuantMethodNames);
+  } catch (const InputError& e) {
+    throw InputError(std::string(e.what()) + " or a grid quantizer (gptq, rtn)");
+  }
+}
+
 }  // namespace
 
 bool prune_method_applies(PruneMethod method, Component c) {
@@ -133,6 +195,22 @@ bool CompressionPlan::is_identity() const {
       if (!c.is_identity()) return false;
   }
   return true;
+}
+
+bool CompressionPlan::needs_calibration() const {
+  for (const LayerPlan& layer : layers) {
+    if (layer.removed) continue;
+    for (const ComponentPlan& c : layer.components)
+      if ((c.prune && c.prune->sparsity > 0.0 && is_calibrated(c.prune->method)) || is_calibrated(c.quant)) return true;
+  }
+  return false;
+}
+
+bool CompressionPlan::uses_calibrated_operators() const {
+  for (const LayerPlan& layer : layers)
+    for (const ComponentPlan& c : layer.components)
+      if ((c.prune && is_calibrated(c.prune->method)) || has_grid(c.quant)) return true;
+  return false;
 }
 
 // ---- YAML ----
@@ -170,12 +248,27 @@ CompressionPlan read_plan(const std::string& yaml_text, const ModelConfig& confi
         if (is_word(pn, "none")) {
           prune.reset();
         } else if (pn.is_map()) {
-          pn.check_keys({"method", "sparsity"});
+          pn.check_keys({"method", "sparsity", "pattern"});
           const ConfigNode method = pn.required("method");
           const ConfigNode sparsity = pn["sparsity"];
+          const ConfigNode pattern = pn["pattern"];
           PruneSpec spec;
-          spec.method = method.as_enum(kPruneMethodNames);
-          if (sparsity.present()) {
+          spec.method = parse_prune_method(method);
+          if (pattern.present()) {
+            if (!is_calibrated(spec.method))
+              pattern.fail(fmt::format("an N:M pattern applies to wanda and sparsegpt only, not to {}",
+                                       prune_method_name(spec.method)));
+            if (sparsity.present()) sparsity.fail("give either sparsity or pattern, not both");
+            const std::string text = pattern.as<std::string>();
+            int n = 0, m = 0;
+            char colon = 0, extra = 0;
+            if (std::sscanf(text.c_str(), "%d%c%d%c", &n, &colon, &m, &extra) != 3 || colon != ':')
+              pattern.fail(fmt::format("expected \"N:M\" (e.g. \"2:4\"), found \"{}\"", text));
+            for (Component c : names) check_pattern(n, m, component_shape(c, config)[1], c, pattern.where());
+            spec.pattern_n = n;
+            spec.pattern_m = m;
+            spec.sparsity = 1.0 - static_cast<double>(n) / m;
+          } else if (sparsity.present()) {
             spec.sparsity = sparsity.as<double>();
           } else if (spec.method == PruneMethod::TwoFour) {
             spec.sparsity = 0.5;
@@ -196,16 +289,54 @@ CompressionPlan read_plan(const std::string& yaml_text, const ModelConfig& confi
       }
       bool set_quant = false;
       QuantMethod quant = QuantMethod::None;
+      QuantParams quant_params{};
       if (const ConfigNode qn = entry["quant"]; qn.present()) {
         set_quant = true;
-        quant = qn.as_enum(kQuantMethodNames);
+        if (qn.is_map()) {
+          // {method: gptq|rtn, bits, group_size, sym, act_order}
+          qn.check_keys({"method", "bits", "group_size", "sym", "act_order"});
+          quant = parse_quant_method(qn.required("method"));
+          if (!has_grid(quant)) {
+            if (qn["bits"].present() || qn["group_size"].present() || qn["sym"].present() || qn["act_order"].present())
+              qn.fail(fmt::format("bits, group_size, sym and act_order apply to gptq and rtn only, not to {}",
+                                  kQuantMethodNames.name(quant)));
+          } else {
+            if (const ConfigNode b = qn["bits"]; b.present()) {
+              quant_params.bits = b.as<int>();
+              if (quant_params.bits != 2 && quant_params.bits != 3 && quant_params.bits != 4 && quant_params.bits != 8)
+                b.fail(fmt::format("bits {} is not one of 2, 3, 4, 8", quant_params.bits));
+            }
+            if (const ConfigNode g = qn["group_size"]; g.present()) {
+              quant_params.group_size = g.as<int64_t>();
+              for (Component c : names) {
+                const int64_t cols = component_shape(c, config)[1];
+                if (quant_params.group_size != -1 && (quant_params.group_size <= 0 || cols % quant_params.group_size != 0))
+                  g.fail(fmt::format("group_size {} does not divide the {} input columns of {} (or -1 for one group "
+                                     "per row)", quant_params.group_size, cols, component_name(c)));
+              }
+            }
+            if (const ConfigNode y = qn["sym"]; y.present()) quant_params.sym = y.as<bool>();
+            if (const ConfigNode a = qn["act_order"]; a.present()) {
+              quant_params.act_order = a.as<bool>();
+              if (quant_params.act_order && quant != QuantMethod::Gptq) a.fail("act_order applies to gptq only");
+            }
+            for (Component c : names) check_quant(ComponentPlan{std::nullopt, quant, quant_params}, c, config, qn.where());
+          }
+        } else {
+          quant = parse_quant_method(qn);
+          // A bare gptq / rtn takes the defaults; they must fit the components too.
+          for (Component c : names) check_quant(ComponentPlan{std::nullopt, quant, quant_params}, c, config, qn.where());
+        }
       }
       if (!set_prune && !set_quant) entry.fail("the entry sets neither prune nor quant");
       for (int64_t l : layers)
         for (Component c : names) {
           ComponentPlan& cp = plan.at(l, c);
           if (set_prune) cp.prune = prune;
-          if (set_quant) cp.quant = quant;
+          if (set_quant) {
+            cp.quant = quant;
+            cp.quant_params = quant_params;
+          }
         }
     }
   }
@@ -267,11 +398,21 @@ std::string plan_to_yaml(const CompressionPlan& plan) {
       if (cp.prune) {
         const std::string_view m = prune_method_name(cp.prune->method);
         // "2:4" is quoted: YAML 1.1 readers (PyYAML) would take a bare 2:4 for the sexagesimal integer 124.
-        entry += fmt::format(", prune: {{method: {}, sparsity: {}}}",
-                             cp.prune->method == PruneMethod::TwoFour ? fmt::format("\"{}\"", m) : std::string(m),
-                             cp.prune->sparsity);
+        if (cp.prune->pattern_m != 0)  // calibrated N:M: the pattern says it all
+          entry += fmt::format(", prune: {{method: {}, pattern: \"{}:{}\"}}", m, cp.prune->pattern_n,
+                               cp.prune->pattern_m);
+        else
+          entry += fmt::format(", prune: {{method: {}, sparsity: {}}}",
+                               cp.prune->method == PruneMethod::TwoFour ? fmt::format("\"{}\"", m) : std::string(m),
+                               cp.prune->sparsity);
       }
-      if (cp.quant != QuantMethod::None) entry += fmt::format(", quant: {}", kQuantMethodNames.name(cp.quant));
+      if (has_grid(cp.quant)) {
+        const QuantParams& q = cp.quant_params;
+        entry += fmt::format(", quant: {{method: {}, bits: {}, group_size: {}, sym: {}, act_order: {}}}",
+                             kQuantMethodNames.name(cp.quant), q.bits, q.group_size, q.sym, q.act_order);
+      } else if (cp.quant != QuantMethod::None) {
+        entry += fmt::format(", quant: {}", kQuantMethodNames.name(cp.quant));
+      }
       entries += entry + "}\n";
     }
   }
@@ -319,6 +460,7 @@ ValidatedPlan validate_plan(CompressionPlan plan, const ModelConfig& config, con
     for (Component c : kAllComponents) {
       const ComponentPlan& cp = plan.at(l, c);
       if (cp.prune) check_prune(*cp.prune, c, config, fmt::format("{}: layer {} {}", source, l, component_name(c)));
+      check_quant(cp, c, config, fmt::format("{}: layer {} {}", source, l, component_name(c)));
     }
   EXPECTS(tp >= 1, "a tensor-parallel size is at least 1");
   if (tp > 1) check_two_four_shards(plan, config, make_shard_layout(config, TpShard{0, tp}), source);
@@ -364,6 +506,12 @@ int64_t pruned_entries(const PruneSpec& p, Component c, const ModelConfig& confi
       return width * config.hidden_size;
     }
     case PruneMethod::Channels: return pruned_channels(p.sparsity, config) * config.hidden_size;
+    case PruneMethod::Wanda:
+    case PruneMethod::SparseGpt:
+      // Per output row: round(s·in) (unstructured; sparsegpt rounds per block of 128, equal when 128 | in) or
+      // (M−N)/M of every row (N:M).
+      if (p.pattern_m != 0) return rows * (cols / p.pattern_m) * (p.pattern_m - p.pattern_n);
+      return rows * std::min(cols, round_count(p.sparsity * static_cast<double>(cols)));
   }
   return 0;
 }
@@ -383,7 +531,10 @@ PlanSize plan_size(const CompressionPlan& plan, const ModelConfig& config) {
       const int64_t kept = rows * cols - (cp.prune ? pruned_entries(*cp.prune, c, config) : 0);
       s.linear_kept += kept;
       if (cp.quant == QuantMethod::Int8) s.linear_int8 += kept;
-      s.linear_bytes += kept * (cp.quant == QuantMethod::Int8 ? 1 : 2);
+      if (has_grid(cp.quant))  // packed at `bits` per entry (group scales not counted)
+        s.linear_bytes += (kept * cp.quant_params.bits + 7) / 8;
+      else
+        s.linear_bytes += kept * (cp.quant == QuantMethod::Int8 ? 1 : 2);
     }
   }
   s.parameters = config.parameter_count() - (s.linear_parameters - s.linear_kept) - removed_norms;
@@ -395,11 +546,13 @@ PlanSize plan_size(const CompressionPlan& plan, const ModelConfig& config) {
 
 // ---- Features ----
 
-int64_t plan_feature_count(const ModelConfig& config) { return config.num_layers * kFeaturesPerLayer; }
+int64_t plan_feature_count(const ModelConfig& config, bool calibrated) {
+  return config.num_layers * (kFeaturesPerLayer + (calibrated ? kNumComponents * kCalibratedFeatures : 0));
+}
 
-std::vector<std::string> plan_feature_names(const ModelConfig& config) {
+std::vector<std::string> plan_feature_names(const ModelConfig& config, bool calibrated) {
   std::vector<std::string> names;
-  names.reserve(static_cast<size_t>(plan_feature_count(config)));
+  names.reserve(static_cast<size_t>(plan_feature_count(config, calibrated)));
   for (int64_t l = 0; l < config.num_layers; ++l) {
     for (Component c : kAllComponents) {
       const std::string_view cn = component_name(c);
@@ -409,6 +562,12 @@ std::vector<std::string> plan_feature_names(const ModelConfig& config) {
     }
     names.push_back(fmt::format("layer{}.removed", l));
   }
+  if (calibrated)
+    for (int64_t l = 0; l < config.num_layers; ++l)
+      for (Component c : kAllComponents)
+        for (const char* field : {"wanda", "sparsegpt", "pattern_n", "pattern_m", "gptq", "rtn", "bits", "group_size",
+                                  "sym", "act_order"})
+          names.push_back(fmt::format("layer{}.{}.{}", l, component_name(c), field));
   return names;
 }
 
@@ -425,10 +584,13 @@ CompressionPlan canonical_plan(const CompressionPlan& plan) {
   return out;
 }
 
-std::vector<float> plan_features(const CompressionPlan& plan, const ModelConfig& config) {
+std::vector<float> plan_features(const CompressionPlan& plan, const ModelConfig& config, bool calibrated) {
   EXPECTS(static_cast<int64_t>(plan.layers.size()) == config.num_layers, "plan and model disagree on the layer count");
   const CompressionPlan canon = canonical_plan(plan);
-  std::vector<float> f(static_cast<size_t>(plan_feature_count(config)), 0.0f);
+  EXPECTS(calibrated || !canon.uses_calibrated_operators(),
+          "a plan with calibrated operators needs the calibrated feature layout");
+  std::vector<float> f(static_cast<size_t>(plan_feature_count(config, calibrated)), 0.0f);
+  float* tail = f.data() + config.num_layers * kFeaturesPerLayer;
   for (int64_t l = 0; l < config.num_layers; ++l) {
     float* block = f.data() + l * kFeaturesPerLayer;
     const LayerPlan& layer = canon.layers[static_cast<size_t>(l)];
@@ -437,19 +599,37 @@ std::vector<float> plan_features(const CompressionPlan& plan, const ModelConfig&
       const ComponentPlan& cp = layer.components[static_cast<int>(c)];
       if (cp.prune) {
         cf[0] = static_cast<float>(cp.prune->sparsity);
-        cf[1 + static_cast<int>(cp.prune->method)] = 1.0f;
+        if (!is_calibrated(cp.prune->method)) cf[1 + static_cast<int>(cp.prune->method)] = 1.0f;
       }
       cf[1 + kNumPruneMethods] = cp.quant == QuantMethod::Int8 ? 1.0f : 0.0f;
+      if (calibrated) {
+        float* t = tail + (l * kNumComponents + static_cast<int>(c)) * kCalibratedFeatures;
+        if (cp.prune) {
+          t[0] = cp.prune->method == PruneMethod::Wanda ? 1.0f : 0.0f;
+          t[1] = cp.prune->method == PruneMethod::SparseGpt ? 1.0f : 0.0f;
+          t[2] = static_cast<float>(cp.prune->pattern_n);
+          t[3] = static_cast<float>(cp.prune->pattern_m);
+        }
+        if (has_grid(cp.quant)) {
+          t[4] = cp.quant == QuantMethod::Gptq ? 1.0f : 0.0f;
+          t[5] = cp.quant == QuantMethod::Rtn ? 1.0f : 0.0f;
+          t[6] = static_cast<float>(cp.quant_params.bits);
+          t[7] = static_cast<float>(cp.quant_params.group_size);
+          t[8] = cp.quant_params.sym ? 1.0f : 0.0f;
+          t[9] = cp.quant_params.act_order ? 1.0f : 0.0f;
+        }
+      }
     }
     block[kFeaturesPerLayer - 1] = layer.removed ? 1.0f : 0.0f;
   }
   return f;
 }
 
-CompressionPlan plan_from_features(std::span<const float> f, const ModelConfig& config) {
-  if (static_cast<int64_t>(f.size()) != plan_feature_count(config))
+CompressionPlan plan_from_features(std::span<const float> f, const ModelConfig& config, bool calibrated) {
+  if (static_cast<int64_t>(f.size()) != plan_feature_count(config, calibrated))
     throw InputError(fmt::format("a plan feature vector for {} layers has {} values, found {}", config.num_layers,
-                                 plan_feature_count(config), f.size()));
+                                 plan_feature_count(config, calibrated), f.size()));
+  const float* tail = f.data() + config.num_layers * kFeaturesPerLayer;
   CompressionPlan plan = CompressionPlan::identity(config.num_layers);
   for (int64_t l = 0; l < config.num_layers; ++l) {
     const float* block = f.data() + l * kFeaturesPerLayer;
@@ -463,9 +643,21 @@ CompressionPlan plan_from_features(std::span<const float> f, const ModelConfig& 
       for (int m = 0; m < kNumPruneMethods; ++m)
         if (cf[1 + m] > 0.5f) method = m;
       // The sparsity feature is a float: recover the double the plan would have been written with.
-      if (method >= 0 && cf[0] > 0.0f)
+      const float* t = calibrated ? tail + (l * kNumComponents + static_cast<int>(c)) * kCalibratedFeatures : nullptr;
+      if (t && t[0] > 0.5f) method = static_cast<int>(PruneMethod::Wanda);
+      if (t && t[1] > 0.5f) method = static_cast<int>(PruneMethod::SparseGpt);
+      if (method >= 0 && cf[0] > 0.0f) {
         cp.prune = PruneSpec{static_cast<PruneMethod>(method), std::stod(fmt::format("{}", cf[0]))};
+        if (t) {
+          cp.prune->pattern_n = static_cast<int>(t[2]);
+          cp.prune->pattern_m = static_cast<int>(t[3]);
+        }
+      }
       cp.quant = cf[1 + kNumPruneMethods] > 0.5f ? QuantMethod::Int8 : QuantMethod::None;
+      if (t && (t[4] > 0.5f || t[5] > 0.5f)) {
+        cp.quant = t[4] > 0.5f ? QuantMethod::Gptq : QuantMethod::Rtn;
+        cp.quant_params = QuantParams{static_cast<int>(t[6]), static_cast<int64_t>(t[7]), t[8] > 0.5f, t[9] > 0.5f};
+      }
     }
   }
   return plan;

@@ -21,7 +21,13 @@
 //   heads          q, k, v, o only: prune s·Hkv whole KV heads together with their query heads; s·Hkv must be
 //                  a whole number (e.g. 0.25 or 0.5 with 4 KV heads)
 //   channels       gate, up, down only: prune round(s·F) SwiGLU channels
-// Quantization: `int8` (per output row, symmetric, dequantized for compute). Prune first, then quantize.
+// Calibrated prunes (compress/calibrated_operators.hpp; need calibration statistics):
+//   {method: wanda, sparsity: s} or {method: wanda, pattern: "2:4"} (N:M, keep N of every M, N < M, M | in)
+//   {method: sparsegpt, sparsity: s} or {method: sparsegpt, pattern: "4:8"}
+// Quantization: `int8` (per output row, symmetric, dequantized for compute), or a grid quantizer
+//   quant: {method: gptq|rtn, bits: 2|3|4|8, group_size: 128 (-1 = per row; must divide in), sym: true,
+//           act_order: false}   (gptq is calibrated; rtn is its round-to-nearest baseline; defaults as shown)
+// Prune first, then quantize.
 // round() is round-half-to-even (as Python's round and torch.round); sparsity must lie in [0, 1).
 #include <array>
 #include <cstdint>
@@ -40,7 +46,10 @@
 
 namespace divprune {
 
-enum class PruneMethod { Magnitude = 0, MagnitudeRow, TwoFour, Heads, Channels };
+enum class PruneMethod { Magnitude = 0, MagnitudeRow, TwoFour, Heads, Channels, Wanda, SparseGpt };
+// The methods with a one-hot slot in the original per-component feature block (FEATURES.md); the calibrated
+// ones (wanda, sparsegpt) are encoded in the calibrated tail of the feature vector instead, so that the block
+// layout of plans without them is unchanged.
 constexpr int kNumPruneMethods = 5;
 constexpr std::array<PruneMethod, kNumPruneMethods> kAllPruneMethods = {
     PruneMethod::Magnitude, PruneMethod::MagnitudeRow, PruneMethod::TwoFour, PruneMethod::Heads,
@@ -50,26 +59,56 @@ inline constexpr auto kPruneMethodNames =
                                              {PruneMethod::MagnitudeRow, "magnitude_row"},
                                              {PruneMethod::TwoFour, "2:4"},
                                              {PruneMethod::Heads, "heads"},
-                                             {PruneMethod::Channels, "channels"}});
+                                             {PruneMethod::Channels, "channels"},
+                                             {PruneMethod::Wanda, "wanda"},
+                                             {PruneMethod::SparseGpt, "sparsegpt"}});
 static_assert(kPruneMethodNames.names_unique());
+// The uncalibrated methods and quantizations alone: their "unknown name" message lists them as before, and
+// names the calibrated ones after it.
+inline constexpr auto kUncalibratedPruneMethodNames =
+    enum_names<PruneMethod>("prune method", {{PruneMethod::Magnitude, "magnitude"},
+                                             {PruneMethod::MagnitudeRow, "magnitude_row"},
+                                             {PruneMethod::TwoFour, "2:4"},
+                                             {PruneMethod::Heads, "heads"},
+                                             {PruneMethod::Channels, "channels"}});
 constexpr std::string_view prune_method_name(PruneMethod method) { return kPruneMethodNames.name(method); }
+// Methods that need calibration statistics (compress/calibration.hpp).
+constexpr bool is_calibrated(PruneMethod m) { return m == PruneMethod::Wanda || m == PruneMethod::SparseGpt; }
 // True when `method` may be applied to `component` (heads: attention projections, channels: MLP ones).
 bool prune_method_applies(PruneMethod method, Component component);
 
-enum class QuantMethod { None = 0, Int8 };
-inline constexpr auto kQuantMethodNames =
-    enum_names<QuantMethod>("quantization", {{QuantMethod::None, "none"}, {QuantMethod::Int8, "int8"}});
+enum class QuantMethod { None = 0, Int8, Gptq, Rtn };
+inline constexpr auto kQuantMethodNames = enum_names<QuantMethod>(
+    "quantization",
+    {{QuantMethod::None, "none"}, {QuantMethod::Int8, "int8"}, {QuantMethod::Gptq, "gptq"}, {QuantMethod::Rtn, "rtn"}});
 static_assert(kQuantMethodNames.names_unique());
+inline constexpr auto kBasicQuantMethodNames =
+    enum_names<QuantMethod>("quantization", {{QuantMethod::None, "none"}, {QuantMethod::Int8, "int8"}});
+constexpr bool is_calibrated(QuantMethod q) { return q == QuantMethod::Gptq; }
+// True for the grid quantizers that take QuantParams (gptq, rtn).
+constexpr bool has_grid(QuantMethod q) { return q == QuantMethod::Gptq || q == QuantMethod::Rtn; }
 
 struct PruneSpec {
   PruneMethod method = PruneMethod::Magnitude;
-  double sparsity = 0.0;  // fraction in [0, 1); 0.5 for 2:4
+  double sparsity = 0.0;  // fraction in [0, 1); 0.5 for 2:4; 1 - N/M for an N:M pattern
+  // wanda / sparsegpt only: the N:M pattern (keep N of every M consecutive columns of a row), 0:0 = unstructured.
+  int pattern_n = 0, pattern_m = 0;
   bool operator==(const PruneSpec&) const = default;
+};
+
+// Parameters of gptq / rtn (default-valued for the other quantizations, so that equal plans compare equal).
+struct QuantParams {
+  int bits = 4;              // 2, 3, 4 or 8
+  int64_t group_size = 128;  // columns per group; -1: one group per row
+  bool sym = true;
+  bool act_order = false;    // gptq only
+  bool operator==(const QuantParams&) const = default;
 };
 
 struct ComponentPlan {
   std::optional<PruneSpec> prune;
   QuantMethod quant = QuantMethod::None;
+  QuantParams quant_params{};  // used when has_grid(quant)
   // True when the component is left exactly as in the checkpoint (no prune, or a prune of sparsity 0, and no
   // quantization).
   bool is_identity() const { return (!prune || prune->sparsity == 0.0) && quant == QuantMethod::None; }
@@ -92,6 +131,11 @@ struct CompressionPlan {
   }
   std::vector<int64_t> dropped_layers() const;
   bool is_identity() const;
+  // True when a (non-removed) component uses wanda, sparsegpt or gptq: applying it needs calibration statistics.
+  bool needs_calibration() const;
+  // True when a component uses any operator of compress/calibrated_operators.hpp (the above or rtn): its features
+  // need the calibrated tail.
+  bool uses_calibrated_operators() const;
   bool operator==(const CompressionPlan&) const = default;
 };
 
@@ -152,13 +196,18 @@ PlanSize plan_size(const CompressionPlan& plan, const ModelConfig& config);
 // ---- Feature vector (layout documented in src/compress/FEATURES.md) ------------------------------------------
 constexpr int kFeaturesPerComponent = 2 + kNumPruneMethods;                        // sparsity, one-hot, int8
 constexpr int kFeaturesPerLayer = kNumComponents * kFeaturesPerComponent + 1;       // + removed flag
-int64_t plan_feature_count(const ModelConfig& config);
-std::vector<std::string> plan_feature_names(const ModelConfig& config);
-std::vector<float> plan_features(const CompressionPlan& plan, const ModelConfig& config);
+// With `calibrated`, the vector ends with a tail of kCalibratedFeatures per (layer, component) encoding the
+// calibrated operators; without it (every run whose plans use none of them: the layout is the original one) a
+// plan that uses one cannot be encoded (a bug of the caller: choose the layout from the run's plans).
+constexpr int kCalibratedFeatures = 10;  // wanda, sparsegpt, pattern_n, pattern_m, gptq, rtn, bits, group_size, sym, act_order
+int64_t plan_feature_count(const ModelConfig& config, bool calibrated = false);
+std::vector<std::string> plan_feature_names(const ModelConfig& config, bool calibrated = false);
+std::vector<float> plan_features(const CompressionPlan& plan, const ModelConfig& config, bool calibrated = false);
 // The plan with what has no effect taken out: components of removed layers are emptied and prunes of sparsity 0
 // dropped. Equal canonical plans compress a model identically and have equal features.
 CompressionPlan canonical_plan(const CompressionPlan& plan);
 // Inverse of plan_features: plan_from_features(plan_features(p)) == canonical_plan(p).
-CompressionPlan plan_from_features(std::span<const float> features, const ModelConfig& config);
+CompressionPlan plan_from_features(std::span<const float> features, const ModelConfig& config,
+                                   bool calibrated = false);
 
 }  // namespace divprune

@@ -77,7 +77,7 @@ Tensor LlamaModel::forward(std::span<const int32_t> ids, int64_t pos0, KvCache& 
     }
     // attention block: x += o(attention(rope(q(norm(x))), rope(k(norm(x))), v(norm(x))))
     backend_.rmsnorm(x, layer.attn_norm, config_.rms_norm_eps, norm);
-    if (observer_) observer_(l, norm);
+    if (observer_) observer_(l, LinearInput::Attn, norm);
     backend_.matmul(norm, layer.linear.q, q);
     backend_.matmul(norm, layer.linear.k, k_new);
     backend_.matmul(norm, layer.linear.v, v_new);
@@ -85,15 +85,17 @@ Tensor LlamaModel::forward(std::span<const int32_t> ids, int64_t pos0, KvCache& 
     backend_.rope(k_new, pos0, config_.rope_theta);
     backend_.attention(q, cache.k[l], cache.v[l], pos0, attn);
     Tensor attn_flat = attn.reshaped({n, H * D});
+    if (observer_) observer_(l, LinearInput::AttnOut, attn_flat);
     backend_.matmul(attn_flat, layer.linear.o, proj);
     comm_.allreduce_sum(proj);  // row-parallel o_proj
     backend_.add(x, proj);
     // feed-forward block: x += down(silu(gate(norm(x))) * up(norm(x)))
     backend_.rmsnorm(x, layer.ffn_norm, config_.rms_norm_eps, norm);
-    if (observer_) observer_(l, norm);
+    if (observer_) observer_(l, LinearInput::Mlp, norm);
     backend_.matmul(norm, layer.linear.gate, gate);
     backend_.matmul(norm, layer.linear.up, up);
     backend_.swiglu(gate, up, act);
+    if (observer_) observer_(l, LinearInput::MlpAct, act);
     backend_.matmul(act, layer.linear.down, proj);
     comm_.allreduce_sum(proj);  // row-parallel down_proj
     backend_.add(x, proj);

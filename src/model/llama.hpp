@@ -24,6 +24,15 @@ struct KvCache {
   int64_t capacity = 0;
 };
 
+// The four distinct inputs of a decoder layer's linear projections, as an observer sees them (this rank's
+// columns: the full width for Attn/Mlp, the local heads / channels for AttnOut/MlpAct at tp > 1).
+enum class LinearInput { Attn = 0, AttnOut, Mlp, MlpAct };  // q,k,v | o | gate,up | down
+constexpr int kNumLinearInputs = 4;
+// Called during forward with each layer's projection inputs, (n, width) on the backend; used to collect
+// calibration statistics (compress/calibration.hpp). Runs on every rank of the group in the same order, so it
+// may call collectives of the group's communicator.
+using ActivationObserver = std::function<void(int64_t layer, LinearInput input, const Tensor& x)>;
+
 class LlamaModel {
  public:
   LlamaModel(const ModelConfig& config, const ShardLayout& layout, Backend& backend, Communicator& comm,
@@ -45,12 +54,10 @@ class LlamaModel {
   // Runs tokens ids at positions pos0..pos0+n-1 and returns this rank's logits slice (n, V_local), columns
   // layout().vocab. The returned tensor is a view of an internal buffer, valid until the next call.
   Tensor forward(std::span<const int32_t> ids, int64_t pos0, KvCache& cache);
-
-  // Called by forward with each layer's normalised inputs of its projections, attn_norm (input of q, k, v) then
-  // ffn_norm (input of gate, up): (n, C), the same on every tp rank. Used to measure activation statistics
-  // (pipelines/baselines.cpp, OWL); empty (the default) costs nothing.
-  using ActivationObserver = std::function<void(int64_t layer, const Tensor& normed)>;
-  void set_activation_observer(ActivationObserver observer) { observer_ = std::move(observer); }
+  // Installs (or, with an empty function, removes) the observer of the projection inputs; empty (the default)
+  // costs nothing. Users: calibration statistics (compress/calibration.cpp), OWL outlier ratios
+  // (pipelines/baselines.cpp, Attn and Mlp inputs only: the same on every tp rank).
+  void set_observer(ActivationObserver observer) { observer_ = std::move(observer); }
 
  private:
   // Activation buffers, grown on demand and reused (a device allocation per call would dominate on GPU).

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "compress/apply.hpp"
+#include "compress/calibration.hpp"
 #include "compress/operators.hpp"
 #include "compress/plan.hpp"
 #include "core/errors.hpp"
@@ -75,6 +76,16 @@ const char* kRowTies2 = R"(components:
   - {layers: [1], names: [o, down], prune: {method: magnitude_row, sparsity: 0.8}}
 )";
 
+// Calibrated operators on both kinds of shards (row-parallel o/down are computed whole and sliced).
+const char* kCalibrated = R"(components:
+  - {layers: all, names: [q, v], prune: {method: wanda, sparsity: 0.4}}
+  - {layers: all, names: [o], prune: {method: sparsegpt, sparsity: 0.5}, quant: {method: gptq, bits: 4, group_size: 16}}
+  - {layers: [0], names: [k, gate], prune: {method: sparsegpt, pattern: "2:4"}}
+  - {layers: [1], names: [up], prune: {method: wanda, pattern: "4:8"}, quant: {method: rtn, bits: 3, group_size: 32}}
+  - {layers: [0], names: [down], prune: {method: wanda, sparsity: 0.3}, quant: {method: gptq, bits: 3, group_size: -1, act_order: true}}
+  - {layers: [1], names: [down], prune: {method: sparsegpt, pattern: "4:8"}, quant: {method: rtn, bits: 4, group_size: 16, sym: false}}
+)";
+
 int world_rank() {
   int r = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &r);
@@ -114,8 +125,8 @@ struct Part {
     if (group != MPI_COMM_NULL) MPI_Comm_free(&group);
   }
   const ModelConfig& config() const { return checkpoint->config(); }
-  void apply(const char* yaml) {
-    apply_plan(parse_plan(yaml, config(), "plan.yaml", topology.tp), pristine, *model);
+  void apply(const char* yaml, const CalibrationStats* calibration = nullptr) {
+    apply_plan(parse_plan(yaml, config(), "plan.yaml", topology.tp), pristine, *model, calibration);
   }
   // Full logits on the group's rank 0, empty elsewhere.
   std::vector<float> logits() {
@@ -193,6 +204,50 @@ TEST_F(CompressTp, WorkingCopiesAreExactSlicesAndLogitsAgree) {
         EXPECT_LE(e, 1e-5) << "plan " << p << " tp " << tp;
         if (world_rank() == 0) std::printf("plan %zu tp %d: relative logit error %.3g\n", p, tp, e);
       }
+    }
+  }
+}
+
+// Calibration statistics collected at tp 2 / 4 (o/down inputs all-gathered) agree with tp 1 to float tolerance;
+// given the same statistics (tp 1's, on every rank) the calibrated working copies are exact slices of tp 1's.
+TEST_F(CompressTp, CalibratedWorkingCopiesAreExactSlices) {
+  ASSETS_OR_SKIP(kModel);
+  std::vector<std::vector<int32_t>> seqs(2);
+  for (int s = 0; s < 2; ++s)
+    for (int t = 0; t < 24; ++t) seqs[static_cast<size_t>(s)].push_back((s * 7919 + t * 104729 + 13) % 32000);
+  Part solo(1);
+  const CalibrationStats stats = collect_calibration(*solo.model, seqs);
+  solo.apply(kCalibrated, &stats);
+  const std::vector<float> solo_logits = solo.logits();
+  std::vector<std::vector<float>> solo_weights;
+  for (int64_t l = 0; l < solo.config().num_layers; ++l)
+    for (Component c : kAllComponents) solo_weights.push_back(solo.download(l, c));
+  for (int tp : {2, 4}) {
+    Part part(tp);
+    const CalibrationStats local = collect_calibration(*part.model, seqs);
+    for (size_t l = 0; l < stats.layers.size(); ++l)
+      for (int i = 0; i < kNumLinearInputs; ++i) {
+        const InputStats& a = stats.layers[l][static_cast<size_t>(i)];
+        const InputStats& b = local.layers[l][static_cast<size_t>(i)];
+        ASSERT_EQ(a.gram.size(), b.gram.size());
+        double diff = 0.0, scale = 0.0;
+        for (size_t k = 0; k < a.gram.size(); ++k) {
+          diff = std::max(diff, std::abs(a.gram[k] - b.gram[k]));
+          scale = std::max(scale, std::abs(a.gram[k]));
+        }
+        EXPECT_LE(diff / scale, 1e-5) << "tp " << tp << " layer " << l << " input " << i;
+      }
+    part.apply(kCalibrated, &stats);
+    size_t index = 0;
+    for (int64_t l = 0; l < part.config().num_layers; ++l)
+      for (Component c : kAllComponents) {
+        const ShardGeometry g = shard_geometry(c, part.config(), part.pristine.layout);
+        EXPECT_EQ(part.download(l, c), slice(solo_weights[index++], g))
+            << "tp " << tp << " rank " << part.topology.tp_rank << " layer " << l << " " << component_name(c);
+      }
+    const std::vector<float> logits = part.logits();
+    if (part.topology.tp_rank == 0) {
+      EXPECT_LE(relative_error(logits, solo_logits), 1e-5) << "tp " << tp;
     }
   }
 }
