@@ -29,6 +29,7 @@
 #include "pipelines/run_config.hpp"
 #include "pipelines/search_common.hpp"
 #include "pipelines/sensitivity.hpp"
+#include "pipelines/heal.hpp"
 #include "pipelines/stage.hpp"
 
 namespace divprune {
@@ -66,6 +67,7 @@ void check_config(const RunConfig& config, int tp) {
   if (has("sensitivity")) read_sensitivity_settings(config, model);
   if (has("sample") || has("train") || has("search") || has("heldout")) read_search_settings(config, model);
   if (has("heldout")) check_config(read_heldout_settings(config).data, tp);
+  if (has("heal")) read_heal_settings(config);
 }
 
 // The coordinator's stop flag, agreed on by every rank (collective over the world).
