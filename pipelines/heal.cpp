@@ -31,6 +31,7 @@
 #include "core/errors.hpp"
 #include "core/mpi_communicator.hpp"
 #include "core/sha256.hpp"
+#include "core/stop_signal.hpp"
 #include "metrics/eval_data.hpp"
 #include "model/tokenizer.hpp"
 #include "pipelines/stage.hpp"
@@ -303,7 +304,12 @@ void run_heal_stage(StageContext& ctx) {
       if (topo.is_coordinator())
         spdlog::info("heal: {} step {}/{}: loss {:.4f}, grad norm {:.3f}, lr {:.3e}", healed_entry.name, step,
                      settings.train.steps, curve.back().loss, curve.back().grad_norm, curve.back().lr);
-      if (step % settings.checkpoint_every != 0 && step != settings.train.steps) return;
+      // A stop signal (Slurm preemption, time limit) is honoured between steps: checkpoint, then stop like the
+      // work queue does (exit 75, requeue); the next start resumes from the checkpoint.
+      int32_t stop = topo.is_coordinator() && stop_requested() ? 1 : 0;
+      broadcast_value(stop);
+      const bool last = step == settings.train.steps;
+      if (step % settings.checkpoint_every != 0 && !last && !stop) return;
       world_step([&] {
         if (!topo.is_coordinator()) return;
         train::TrainCheckpoint c;
@@ -313,9 +319,14 @@ void run_heal_stage(StageContext& ctx) {
         train::write_train_checkpoint(checkpoint_path, hash, c);
         spdlog::info("heal: {} checkpoint after step {} ({})", healed_entry.name, step, checkpoint_path.string());
       });
+      note_progress();  // a resumed run starts after this step
+      if (stop && !last)
+        throw StopRequested(fmt::format("stop requested: heal of {} checkpointed after step {} of {}",
+                                        healed_entry.name, step, settings.train.steps));
     };
-    std::optional<train::HealResult> healed;
-    world_step([&] { healed = train::heal(model, ctx.replica.pristine(), plan, stream, settings.train, dp, hooks); });
+    // Not a world_step: heal() is collective by itself (its inputs were checked above, on every rank alike), and a
+    // StopRequested from after_step must reach `divprune run` as it is.
+    std::optional<train::HealResult> healed = train::heal(model, ctx.replica.pristine(), plan, stream, settings.train, dp, hooks);
     const double seconds = elapsed();
 
     // The healed model, measured like any plan.

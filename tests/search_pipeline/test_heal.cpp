@@ -4,6 +4,9 @@
 // held-out loss of the final weights, same metrics, bit for bit); bad configurations exit 2 with one line.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "archive/heal_archive.hpp"
 #include "tests/search_pipeline/search_util.hpp"
 
@@ -28,13 +31,20 @@ std::string heal_section(const std::string& text) {
          "  lr: 3e-4\n"
          "  min_lr: 3e-5\n"
          "  warmup: 1\n"
-         "  checkpoint_every: 2\n";
+         "  checkpoint_every: 3\n";
 }
 
 struct Healed {
   HealRecord record;
   SearchOutcome::Plan plan, parent;
 };
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 Healed read_healed(const fs::path& archive) {
   const RunArchive a(archive);
   const std::vector<std::string> ids = heal_record_ids(a);
@@ -92,18 +102,19 @@ TEST(HealStage, HealsResumesAndRefusesBadConfigurations) {
               w.tokens_per_second);
   EXPECT_FALSE(fs::exists(reference.string() + ".heal-" + w.id + ".ckpt"));  // removed once archived
 
-  // Killed after the checkpoint of step 2, then resumed: the uninterrupted run's result, bit for bit.
+  // Killed after the checkpoint of step 3, then resumed: the uninterrupted run's result, bit for bit.
   const fs::path log = dir / "killed.log";
   const std::string cmd = divprune_binary() + " run " + cfg.string() + " --threads 1 --set stages=[heal] 2>" +
                           log.string() + " >/dev/null";
-  const KilledRun killed = run_until_log_then_kill(cmd, log, "checkpoint after step 2 ");
+  const KilledRun killed = run_until_log_then_kill(cmd, log, "checkpoint after step 3 ");
   ASSERT_TRUE(killed.marker_seen) << "no checkpoint in time";
   ASSERT_TRUE(killed.killed) << "the run finished before it could be killed";
   EXPECT_TRUE(heal_record_ids(RunArchive(archive)).empty());
   r = run_config(cfg, "--set stages=[heal]");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("resumes from"), std::string::npos) << r.err;
-  EXPECT_EQ(count_in(r.err, " step 1/6"), 0u) << r.err;  // steps 1 and 2 were not redone
+  EXPECT_EQ(count_in(r.err, " step 1/6"), 0u) << r.err;  // steps 1 to 3 were not redone
+  EXPECT_EQ(count_in(r.err, " step 3/6"), 0u) << r.err;
   const Healed got = read_healed(archive);
   EXPECT_EQ(got.record.id, w.id);
   EXPECT_EQ(got.record.loss, w.loss);
@@ -116,6 +127,21 @@ TEST(HealStage, HealsResumesAndRefusesBadConfigurations) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("is complete in the archive, skipped"), std::string::npos) << r.err;
   EXPECT_EQ(count_in(r.err, "archived plan"), 0u) << r.err;
+
+  // SIGTERM (Slurm's warning before the time limit) between steps: a checkpoint, exit 75 (requeue), and the
+  // next start resumes from it (another seed: another healed plan).
+  const fs::path term_log = dir / "term.log";
+  const auto term = run_command("(" + divprune_binary() + " run " + cfg.string() +
+                                " --threads 1 --set stages=[heal] --set heal.seed=2 2>" + term_log.string() +
+                                " >/dev/null & pid=$!; until grep -q 'step 1/6' " + term_log.string() +
+                                " 2>/dev/null; do sleep 0.1; done; kill -TERM $pid; wait $pid; echo rc=$?)");
+  EXPECT_NE(term.out.find("rc=75"), std::string::npos) << term.out << read_file(term_log);
+  EXPECT_NE(read_file(term_log).find("stop requested: heal of chop+heal checkpointed after step"), std::string::npos)
+      << read_file(term_log);
+  r = run_config(cfg, "--set stages=[heal] --set heal.seed=2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("resumes from"), std::string::npos) << r.err;
+  EXPECT_EQ(heal_record_ids(RunArchive(archive)).size(), 2u);
 
   // Bad configurations: one error line, exit 2.
   const std::vector<std::pair<std::string, std::string>> cases = {
