@@ -128,6 +128,11 @@ TEST(HealStage, HealsResumesAndRefusesBadConfigurations) {
   EXPECT_NE(r.err.find("is complete in the archive, skipped"), std::string::npos) << r.err;
   EXPECT_EQ(count_in(r.err, "archived plan"), 0u) << r.err;
 
+  // The same parent named by its plan id: the same healed plan (the id does not depend on the name), skipped.
+  r = run_config(cfg, "--set stages=[heal] --set \"heal.plans=[{id: " + w.parent_id + ", name: again}]\"");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("again+heal [" + w.id + "] is complete in the archive, skipped"), std::string::npos) << r.err;
+
   // SIGTERM (Slurm's warning before the time limit) between steps: a checkpoint, exit 75 (requeue), and the
   // next start resumes from it (another seed: another healed plan).
   const fs::path term_log = dir / "term.log";
@@ -149,6 +154,7 @@ TEST(HealStage, HealsResumesAndRefusesBadConfigurations) {
       {"--set heal.steps=0", "heal.steps"},
       {"--set heal.tokens=1000", "either heal.steps or heal.tokens"},
       {"--set heal.plans=[] ", "names no plan"},
+      {"--set \"heal.plans=[{id: 0000000000000000}]\"", "no plan 0000000000000000 under /plans"},
   };
   for (const auto& [set, message] : cases) {
     const auto e = run_config(cfg, "--set stages=[heal] " + set);
