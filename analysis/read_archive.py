@@ -138,6 +138,8 @@ def load_archive(path, logprobs=True):
             run["sensitivity"] = _group_tree(f["sensitivity"])
         if "heldout" in f:
             run["heldout"] = _load_heldout(f["heldout"], str(path), logprobs)
+        if "heal" in f:  # healed plans: {id: {"attrs": parent_id, settings, ..., "loss": curve, ...}}
+            run["heal"] = _group_tree(f["heal"])
     return run
 
 

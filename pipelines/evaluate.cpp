@@ -78,9 +78,10 @@ BaseLogprobSlices load_base_logprobs(const RunArchive& archive, const EvalSet& s
 // One plan on this replica: apply, then every chunk / prompt / item. Collective over the tp group.
 PlanOutputs evaluate_plan(ModelReplica& replica, const ValidatedPlan& plan, const EvalSet& set,
                           const std::vector<int32_t>& continuation, const BaseLogprobSlices& base,
-                          const std::function<void()>& between) {
+                          const std::function<void()>& between, const std::function<void()>& install) {
   const auto start = std::chrono::steady_clock::now();
-  apply_plan(plan, replica.pristine(), replica.model());
+  if (install) install();  // other weights than the plan applied (the heal stage's healed models)
+  else apply_plan(plan, replica.pristine(), replica.model());
   const int32_t bos = replica.config().bos_id;
   const int64_t prompts = static_cast<int64_t>(set.prompts.size()), n = set.continuation;
   PlanOutputs out;
@@ -150,7 +151,8 @@ void run_evaluate_stage(StageContext& ctx) {
 }
 
 std::vector<std::string> evaluate_plan_entries(StageContext& ctx, const std::vector<PlanEntry>& entries,
-                                               const std::string& stage, bool print_table) {
+                                               const std::string& stage, bool print_table,
+                                               const PlanWeightsOverride* override_weights) {
   const Topology& topo = ctx.topology;
   const ModelConfig& model_config = ctx.replica.config();
   const ShardLayout& layout = ctx.replica.pristine().layout;
@@ -158,7 +160,8 @@ std::vector<std::string> evaluate_plan_entries(StageContext& ctx, const std::vec
   // Plans: parsed and validated for the model and the replicas' tp on every rank, once.
   std::vector<ParsedPlan> plans;
   world_step([&] {
-    for (const PlanEntry& e : entries) {
+    for (size_t i = 0; i < entries.size(); ++i) {
+      const PlanEntry& e = entries[i];
       ValidatedPlan plan = parse_plan(e.yaml, model_config, e.source == "inline" ? e.where : e.source, topo.tp);
       // Until the run config has a calibration section (issue 16), stages take the uncalibrated operators only.
       if (plan.plan().uses_calibrated_operators())
@@ -166,7 +169,7 @@ std::vector<std::string> evaluate_plan_entries(StageContext& ctx, const std::vec
                                      "evaluate such plans with `divprune perplexity|logits --plan FILE --calibration "
                                      "TEXT`", e.source == "inline" ? e.where : e.source));
       std::string yaml = plan_to_yaml(canonical_plan(plan.plan()));
-      std::string hash = sha256_hex(yaml);
+      std::string hash = override_weights ? override_weights->hashes.at(i) : sha256_hex(yaml);
       std::string id = plan_id_from_hash(hash);
       plans.push_back(ParsedPlan{e, std::move(plan), std::move(yaml), std::move(hash), std::move(id)});
     }
@@ -258,11 +261,17 @@ std::vector<std::string> evaluate_plan_entries(StageContext& ctx, const std::vec
   WorkQueue queue(topo, static_cast<int64_t>(pending.size()), on_result);
   while (const auto item = queue.next()) {
     const ParsedPlan& p = plans[static_cast<size_t>(pending[static_cast<size_t>(*item)])];
-    PlanOutputs outputs = evaluate_plan(ctx.replica, p.plan, set, continuation, slices, [&] { queue.poll(); });
+    const size_t entry = static_cast<size_t>(pending[static_cast<size_t>(*item)]);
+    std::function<void()> install;
+    if (override_weights) install = [&] { override_weights->install(ctx.replica, entry); };
+    PlanOutputs outputs =
+        evaluate_plan(ctx.replica, p.plan, set, continuation, slices, [&] { queue.poll(); }, install);
     queue.submit(*item, topo.is_replica_leader() ? serialize(outputs) : Bytes{});
   }
   queue.finish();
-  // Leave the replica as the next stage expects it: the pristine weights.
+  // Leave the replica as the next stage expects it: the pristine weights (installed weights may have changed the
+  // norms and embeddings too, which apply_plan leaves alone).
+  if (override_weights) ctx.replica.model().weights() = upload_weights(ctx.replica.backend(), ctx.replica.pristine());
   apply_plan(validate_plan(CompressionPlan::identity(model_config.num_layers), model_config, "the identity plan", topo.tp),
              ctx.replica.pristine(), ctx.replica.model());
   if (topo.is_coordinator() && print_table) print_plan_table(ctx.archive, plans);

@@ -52,6 +52,47 @@ void set_dotted(YAML::Node& root, const std::string& key, const YAML::Node& valu
   set_path(root, parts, 0, value, key, where);
 }
 
+PlanEntry parse_plan_entry(const ConfigNode& p, size_t i) {
+  PlanEntry e;
+  e.where = p.where();
+  auto read_file = [&](const std::filesystem::path& path) {
+    return read_input_file(path, fmt::format("the plan file named at {}", e.where));
+  };
+  if (p.is_scalar()) {
+    const std::string value = p.as<std::string>();
+    if (value == "base" || value == "identity") {
+      e.name = "base";
+      e.source = "builtin";
+      e.yaml = "drop_layers: []\ncomponents: []\n";
+    } else {
+      const std::filesystem::path path = p.as_path();
+      e.name = path.stem().string();
+      e.source = path.string();
+      e.yaml = read_file(path);
+    }
+  } else if (p.is_map()) {
+    p.check_keys({"name", "file", "plan"});
+    const bool has_file = p["file"].present();
+    if (has_file == p["plan"].present()) p.fail("give exactly one of `file` and `plan`");
+    if (has_file) {
+      const std::filesystem::path path = p.get_path("file");
+      e.source = path.string();
+      e.yaml = read_file(path);
+      e.name = path.stem().string();
+    } else {
+      e.source = "inline";
+      YAML::Emitter out;
+      out << p["plan"].yaml();
+      e.yaml = out.c_str();
+      e.name = fmt::format("plan{}", i);
+    }
+    e.name = p.get<std::string>("name", e.name);
+  } else {
+    p.fail("expected a plan file, `base`, or {name, file | plan}");
+  }
+  return e;
+}
+
 RunConfig parse_run_config(const std::string& text, const std::filesystem::path& file,
                            const std::vector<std::string>& overrides) {
   RunConfig c;
@@ -88,7 +129,8 @@ RunConfig parse_run_config(const std::string& text, const std::filesystem::path&
                    "space", "sample", "train", "search",  // pipelines/search_common.hpp
                    "sensitivity",                          // pipelines/sensitivity.cpp
                    "heldout",                              // pipelines/heldout.cpp
-                   "baselines"});                          // pipelines/baselines.cpp
+                   "baselines",                            // pipelines/baselines.cpp
+                   "heal"});                               // pipelines/heal.cpp
   // Absolute: a substituted path is resolved against the configuration's directory once more.
   std::filesystem::path assets = root.get_path("assets");
   if (!assets.empty()) root = root.with_variable("assets", std::filesystem::absolute(assets).lexically_normal().string());
@@ -156,47 +198,7 @@ RunConfig parse_run_config(const std::string& text, const std::filesystem::path&
   const ConfigNode plans = ev["plans"];
   if (plans.present() && !plans.is_sequence())
     plans.fail("must be a list of plan files, `base`, or {name, file | plan}");
-  for (size_t i = 0; i < plans.size(); ++i) {
-    const ConfigNode p = plans[i];
-    PlanEntry e;
-    e.where = p.where();
-    auto read_file = [&](const std::filesystem::path& path) {
-      return read_input_file(path, fmt::format("the plan file named at {}", e.where));
-    };
-    if (p.is_scalar()) {
-      const std::string value = p.as<std::string>();
-      if (value == "base" || value == "identity") {
-        e.name = "base";
-        e.source = "builtin";
-        e.yaml = "drop_layers: []\ncomponents: []\n";
-      } else {
-        const std::filesystem::path path = p.as_path();
-        e.name = path.stem().string();
-        e.source = path.string();
-        e.yaml = read_file(path);
-      }
-    } else if (p.is_map()) {
-      p.check_keys({"name", "file", "plan"});
-      const bool has_file = p["file"].present();
-      if (has_file == p["plan"].present()) p.fail("give exactly one of `file` and `plan`");
-      if (has_file) {
-        const std::filesystem::path path = p.get_path("file");
-        e.source = path.string();
-        e.yaml = read_file(path);
-        e.name = path.stem().string();
-      } else {
-        e.source = "inline";
-        YAML::Emitter out;
-        out << p["plan"].yaml();
-        e.yaml = out.c_str();
-        e.name = fmt::format("plan{}", i);
-      }
-      e.name = p.get<std::string>("name", e.name);
-    } else {
-      p.fail("expected a plan file, `base`, or {name, file | plan}");
-    }
-    c.plans.push_back(std::move(e));
-  }
+  for (size_t i = 0; i < plans.size(); ++i) c.plans.push_back(parse_plan_entry(plans[i], i));
   return c;
 }
 

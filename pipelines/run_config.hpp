@@ -58,6 +58,10 @@ struct RunConfig {
   bool store_per_token = true;
 };
 
+// One plan entry of a list like evaluate.plans (a plan file, `base`, or {name, file | plan}); `index` names inline
+// plans ("plan<index>"). InputError naming the key.
+PlanEntry parse_plan_entry(const ConfigNode& node, size_t index);
+
 // Reads, applies `overrides` ("dotted.key=value", value parsed as YAML) and validates. Throws InputError naming
 // the file and key.
 RunConfig load_run_config(const std::filesystem::path& file, const std::vector<std::string>& overrides);

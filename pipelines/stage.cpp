@@ -12,6 +12,7 @@ const std::map<std::string, StageFunction>& stage_registry() {
       {"search", run_search_stage},
       {"sensitivity", run_sensitivity_stage},
       {"heldout", run_heldout_stage},
+      {"heal", run_heal_stage},
   };
   return registry;
 }

@@ -41,10 +41,21 @@ void run_search_stage(StageContext& context);
 void run_sensitivity_stage(StageContext& context);
 void run_heldout_stage(StageContext& context);  // pipelines/heldout.cpp
 void run_baselines_stage(StageContext& context);  // pipelines/baselines.cpp
+void run_heal_stage(StageContext& context);     // pipelines/heal.cpp
+
+// Plans measured with other weights than the plan applied to the pristine ones (the heal stage's healed
+// models): entry i is archived under hashes[i] (its id the first 16 hex digits) instead of the hash of its plan,
+// and install(replica, i) puts its whole working copy into the replica's model (collective over the replica's tp
+// group, like apply_plan) in place of apply_plan.
+struct PlanWeightsOverride {
+  std::vector<std::string> hashes;
+  std::function<void(ModelReplica&, size_t entry)> install;
+};
 
 // Evaluates `entries` like the evaluate stage (collective; plans complete in the archive are skipped, so a
 // rerun resumes) and returns each entry's plan id (in order). `stage` prefixes the log lines.
 std::vector<std::string> evaluate_plan_entries(StageContext& context, const std::vector<PlanEntry>& entries,
-                                               const std::string& stage, bool print_table);
+                                               const std::string& stage, bool print_table,
+                                               const PlanWeightsOverride* override_weights = nullptr);
 
 }  // namespace divprune

@@ -29,6 +29,7 @@
 #include "pipelines/run_config.hpp"
 #include "pipelines/search_common.hpp"
 #include "pipelines/sensitivity.hpp"
+#include "pipelines/heal.hpp"
 #include "pipelines/stage.hpp"
 
 namespace divprune {
@@ -66,6 +67,8 @@ void check_config(const RunConfig& config, int tp) {
   if (has("sensitivity")) read_sensitivity_settings(config, model);
   if (has("sample") || has("train") || has("search") || has("heldout")) read_search_settings(config, model);
   if (has("heldout")) check_config(read_heldout_settings(config).data, tp);
+  if (has("heal"))
+    for (const PlanEntry& e : read_heal_settings(config).plans) parse_plan(e.yaml, model, e.source == "inline" ? e.where : e.source, 1);
 }
 
 // The coordinator's stop flag, agreed on by every rank (collective over the world).

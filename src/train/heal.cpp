@@ -8,8 +8,7 @@
 
 namespace divprune::train {
 
-HealResult heal(const ModelConfig& config, const HostWeights& pristine, const ValidatedPlan& plan,
-                std::span<const int32_t> text, const TrainSettings& settings, Communicator& dp) {
+HealResult heal_start(const ModelConfig& config, const HostWeights& pristine, const ValidatedPlan& plan) {
   if (plan.tp() != 1 || pristine.layout.shard.size != 1)
     throw InputError(fmt::format("heal supports tp = 1 only, found tp = {}: run the replicas data-parallel "
                                  "with tp: 1",
@@ -31,10 +30,43 @@ HealResult heal(const ModelConfig& config, const HostWeights& pristine, const Va
       if (!pruned.plan().at(l, c).is_identity())
         result.weights.layers[static_cast<size_t>(l)].linear[c] = compress_linear(pruned, config, pristine, l, c, solo);
   }
+  return result;
+}
+
+HostWeights plan_working_copy(const ModelConfig& config, const HostWeights& pristine, const ValidatedPlan& plan) {
+  EXPECTS(plan.tp() == 1 && pristine.layout.shard.size == 1, "plan_working_copy: tp = 1 only");
+  SoloCommunicator solo;
+  HostWeights w = pristine;
+  for (int64_t l = 0; l < config.num_layers; ++l) {
+    if (plan.plan().layers[static_cast<size_t>(l)].removed) continue;
+    for (Component c : kAllComponents)
+      if (!plan.plan().at(l, c).is_identity())
+        w.layers[static_cast<size_t>(l)].linear[c] = compress_linear(plan, config, pristine, l, c, solo);
+  }
+  return w;
+}
+
+HealResult heal(const ModelConfig& config, const HostWeights& pristine, const ValidatedPlan& plan,
+                std::span<const int32_t> text, const TrainSettings& settings, Communicator& dp,
+                const HealHooks& hooks) {
+  HealResult result = heal_start(config, pristine, plan);
+  SoloCommunicator solo;
 
   WindowSampler sampler(text, settings.seq_len, config.bos_id, settings.seed);
   Trainer trainer(result.weights, config, result.removed, dp, settings);
-  for (int64_t s = 0; s < settings.steps; ++s) result.curve.push_back(trainer.step(sampler));
+  if (hooks.resume) {
+    EXPECTS(static_cast<int64_t>(hooks.resume->curve.size()) == hooks.resume->state.step,
+            "heal resume: the curve has one entry per step done");
+    if (hooks.resume->state.step > settings.steps)
+      throw InputError(fmt::format("heal checkpoint: {} steps done, more than the {} configured",
+                                   hooks.resume->state.step, settings.steps));
+    trainer.restore(hooks.resume->state);
+    result.curve = hooks.resume->curve;
+  }
+  for (int64_t s = trainer.step_index(); s < settings.steps; ++s) {
+    result.curve.push_back(trainer.step(sampler));
+    if (hooks.after_step) hooks.after_step(trainer, result.curve);
+  }
   trainer.write_back(result.weights);
 
   // Re-quantize what the plan quantizes, with the plan's own operator.

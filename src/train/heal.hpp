@@ -11,6 +11,8 @@
 //    zero as well (indistinguishable from pruned ones).
 // tp = 1 only (the Trainer refuses more); data parallelism over `dp`.
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -27,10 +29,29 @@ struct HealResult {
   std::vector<StepStats> curve;  // one entry per step
 };
 
+// The working copy training starts from: the plan applied without its quantization (pruned entries are the
+// zeros, removed layers flagged). tp = 1.
+HealResult heal_start(const ModelConfig& config, const HostWeights& pristine, const ValidatedPlan& plan);
+// The plan's own working copy, quantization included (what the evaluate stage measures for the plan). tp = 1.
+HostWeights plan_working_copy(const ModelConfig& config, const HostWeights& pristine, const ValidatedPlan& plan);
+
+// Resumption and checkpointing. `resume`: a state saved after some step (with the curve up to it); the run
+// continues from there with the same windows and learning rates, so its result equals an uninterrupted run's bit
+// for bit. `after_step`: called on every rank after every step (the heal stage writes its checkpoints there).
+struct HealResume {
+  TrainerState state;
+  std::vector<StepStats> curve;  // state.step entries
+};
+struct HealHooks {
+  std::optional<HealResume> resume;
+  std::function<void(const Trainer&, const std::vector<StepStats>& curve)> after_step;
+};
+
 // Trains the working copy of `plan` (validated for `config` at tp = 1) made from `pristine` for settings.steps
 // steps on windows of `text` (token ids under the perplexity protocol's tokenisation, without BOS).
 // Collective over `dp`: every rank passes the same arguments.
 HealResult heal(const ModelConfig& config, const HostWeights& pristine, const ValidatedPlan& plan,
-                std::span<const int32_t> text, const TrainSettings& settings, Communicator& dp);
+                std::span<const int32_t> text, const TrainSettings& settings, Communicator& dp,
+                const HealHooks& hooks = {});
 
 }  // namespace divprune::train

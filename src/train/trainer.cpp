@@ -78,6 +78,17 @@ Trainer::Trainer(const HostWeights& weights, const ModelConfig& config, const st
 
 void Trainer::write_back(HostWeights& weights) const { unpack_params(layout_, params_, weights); }
 
+void Trainer::restore(const TrainerState& state) {
+  if (state.params.size() != params_.size() || state.m.size() != params_.size() || state.v.size() != params_.size() ||
+      state.step < 0)
+    throw InputError(fmt::format("training state: {} parameters at step {}, expected {} for this model and plan",
+                                 state.params.size(), state.step, params_.size()));
+  step_ = state.step;
+  params_ = state.params;
+  m_ = state.m;
+  v_ = state.v;
+}
+
 StepStats Trainer::step(const WindowSampler& sampler) {
   std::vector<std::vector<int32_t>> batch;
   for (int64_t i = 0; i < settings_.batch_sequences; ++i)

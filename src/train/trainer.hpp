@@ -70,6 +70,14 @@ struct StepStats {
   int64_t tokens = 0;      // target tokens of the global batch
 };
 
+// Everything a Trainer carries from one step to the next: with it, a run stopped after step k and restored into a
+// new Trainer (same settings, same windows) continues bit for bit as if it had never stopped (the heal stage's
+// checkpoints).
+struct TrainerState {
+  int64_t step = 0;                 // steps done
+  std::vector<float> params, m, v;  // ParamLayout order; AdamW's first and second moments
+};
+
 class Trainer {
  public:
   // `weights`: the tp = 1 working copy (a plan applied); `removed[l]`: layer l is removed. `dp`: the
@@ -83,6 +91,11 @@ class Trainer {
   // step() on the windows the sampler gives for step `step_index()`.
   StepStats step(const WindowSampler& sampler);
   int64_t step_index() const { return step_; }
+
+  TrainerState state() const { return TrainerState{step_, params_, m_, v_}; }
+  // Throws InputError when the state has another parameter count than this layout (a checkpoint of another
+  // plan or model). The gradient mask stays the one of the construction-time weights (pruned = exact zeros).
+  void restore(const TrainerState& state);
 
   std::span<const float> params() const { return params_; }
   const ParamLayout& layout() const { return layout_; }

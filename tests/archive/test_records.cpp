@@ -11,6 +11,7 @@
 #include <string>
 
 #include "archive/h5.hpp"
+#include "archive/heal_archive.hpp"
 #include "archive/heldout_archive.hpp"
 #include "archive/search_archive.hpp"
 #include "archive/sensitivity_archive.hpp"
@@ -108,7 +109,31 @@ HeldoutComparisons heldout_comparisons_record() {
   return r;
 }
 
+constexpr const char* kSchemaHealId = "0123456789abcdef";  // <id> of the /heal section
+
+HealRecord heal_record() {
+  HealRecord r;
+  r.id = kSchemaHealId;
+  r.parent_id = "fedcba9876543210";
+  r.name = "drop_layer4+heal";
+  r.settings_yaml = "steps: 3\n";
+  r.text = "wikitext2.valid.txt";
+  r.text_sha256 = "ab";
+  r.text_tokens = 4096;
+  r.heldout_tokens = 256;
+  r.heldout_loss_parent = 3.5;
+  r.heldout_loss_healed = 3.25;
+  r.seconds = 2.5;
+  r.tokens_per_second = 100.0;
+  r.loss = {4.0, 3.5, 3.25};
+  r.grad_norm = {2.0, 1.5, 1.0};
+  r.lr = {1e-4, 5e-5, 1e-5};
+  r.tokens = {128, 128, 128};
+  return r;
+}
+
 void write_everything(const RunArchive& a) {
+  write_heal_record(a, heal_record());
   write_heldout_outcome(a, heldout_candidates_record(), heldout_comparisons_record());
   write_search_sample(a, sample_record());
   write_search_predictor(a, predictor_record());
@@ -225,6 +250,33 @@ TEST(ArchiveRecords, SensitivityTableNeedsOneSummaryPerPlan) {
   EXPECT_THROW(sensitivity_table({2}, {"a", "b"}, {Summary{}}), InternalError);
 }
 
+TEST(ArchiveRecords, HealRoundTrip) {
+  const RunArchive a(temp_archive("heal.h5"));
+  EXPECT_FALSE(read_heal_record(a, kSchemaHealId).has_value());
+  EXPECT_TRUE(heal_record_ids(a).empty());
+  write_heal_record(a, heal_record());
+  const auto r = read_heal_record(a, kSchemaHealId);
+  ASSERT_TRUE(r.has_value());
+  const HealRecord w = heal_record();
+  EXPECT_EQ(r->parent_id, w.parent_id);
+  EXPECT_EQ(r->name, w.name);
+  EXPECT_EQ(r->settings_yaml, w.settings_yaml);
+  EXPECT_EQ(r->text, w.text);
+  EXPECT_EQ(r->text_sha256, w.text_sha256);
+  EXPECT_EQ(r->text_tokens, w.text_tokens);
+  EXPECT_EQ(r->heldout_tokens, w.heldout_tokens);
+  EXPECT_EQ(r->heldout_loss_parent, w.heldout_loss_parent);
+  EXPECT_EQ(r->heldout_loss_healed, w.heldout_loss_healed);
+  EXPECT_EQ(r->seconds, w.seconds);
+  EXPECT_EQ(r->tokens_per_second, w.tokens_per_second);
+  EXPECT_EQ(r->loss, w.loss);
+  EXPECT_EQ(r->grad_norm, w.grad_norm);
+  EXPECT_EQ(r->lr, w.lr);
+  EXPECT_EQ(r->tokens, w.tokens);
+  EXPECT_EQ(heal_record_ids(a), std::vector<std::string>{kSchemaHealId});
+  fs::remove(a.path());
+}
+
 TEST(ArchiveRecords, HeldoutRoundTripAndRootedArchive) {
   const RunArchive a(temp_archive("heldout.h5"));
   EXPECT_FALSE(read_heldout_candidates(a).has_value());
@@ -313,6 +365,8 @@ std::set<std::string> documented_paths(const std::string& text) {
       at = end + 1;
       const size_t r = path.find("<r>");
       if (r != std::string::npos) path.replace(r, 3, "0");
+      const size_t id = path.find("<id>");
+      if (id != std::string::npos) path.replace(id, 4, kSchemaHealId);
       const size_t slash = path.rfind('/');
       if (slash == std::string::npos) path = prefix + path;
       else prefix = path.substr(0, slash + 1);
@@ -376,6 +430,8 @@ TEST(ArchiveRecords, SchemaDocumentsExactlyWhatTheWritersWrite) {
   expect_schema_agrees(f, "search", section(schema, "## `/search`"));
   expect_schema_agrees(f, "sensitivity", section(schema, "## `/sensitivity`"));
   expect_schema_agrees(f, "heldout", section(schema, "## `/heldout`"));
+  expect_schema_agrees(f, "heal", section(schema, "## `/heal`"));
+  EXPECT_EQ(documented_paths(section(schema, "## `/heal`")).count(std::string(kSchemaHealId) + "/grad_norm"), 1u);
   EXPECT_EQ(documented_paths(section(schema, "## `/heldout`")).count("comparisons/upper"), 1u);
   // The check is not vacuous.
   EXPECT_EQ(documented_paths(section(schema, "## `/search`")).count("predictor/spearman"), 1u);

@@ -3,11 +3,16 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
+#include <string>
+
+#include <unistd.h>
 
 #include "compress/apply.hpp"
 #include "core/errors.hpp"
 #include "tests/train/tiny_model.hpp"
 #include "train/heal.hpp"
+#include "train/train_checkpoint.hpp"
 
 namespace divprune::train {
 namespace {
@@ -93,6 +98,50 @@ TEST(Heal, TrainsThePlanAndKeepsItsStructure) {
   std::vector<int32_t> all = {config.bos_id};
   all.insert(all.end(), text.begin(), text.end());
   EXPECT_LT(model.loss(all, pack_params(layout, healed.weights)), model.loss(all, pack_params(layout, unhealed)));
+}
+
+// A run stopped after a checkpoint (written to disk and read back) and resumed ends with the weights and loss curve
+// of an uninterrupted run, bit for bit; a checkpoint of another key or a truncated one is refused.
+TEST(Heal, ResumesFromACheckpointBitForBit) {
+  const ModelConfig config = test::tiny_config();
+  const HostWeights pristine = test::tiny_weights(config, 5);
+  const ValidatedPlan plan = validate_plan(tiny_plan(), config, "test plan", 1);
+  const std::vector<int32_t> text = test::random_tokens(48, config.vocab_size, 8);
+  SoloCommunicator comm;
+  const HealResult want = heal(config, pristine, plan, text, heal_settings(), comm);
+
+  const std::filesystem::path file = std::filesystem::temp_directory_path() / ("divprune_train_checkpoint_" + std::to_string(::getpid()) + ".bin");
+  HealHooks stop_after_3;
+  stop_after_3.after_step = [&](const Trainer& trainer, const std::vector<StepStats>& curve) {
+    if (trainer.step_index() != 3) return;
+    write_train_checkpoint(file, "key", TrainCheckpoint{HealResume{trainer.state(), curve}, 1.5});
+    throw std::runtime_error("killed");
+  };
+  EXPECT_THROW(heal(config, pristine, plan, text, heal_settings(), comm, stop_after_3), std::runtime_error);
+  const auto checkpoint = read_train_checkpoint(file, "key");
+  ASSERT_TRUE(checkpoint.has_value());
+  EXPECT_EQ(checkpoint->resume.state.step, 3);
+  EXPECT_EQ(checkpoint->seconds, 1.5);
+  HealHooks resume;
+  resume.resume = checkpoint->resume;
+  int64_t steps_run = 0;
+  resume.after_step = [&](const Trainer&, const std::vector<StepStats>&) { ++steps_run; };
+  const HealResult got = heal(config, pristine, plan, text, heal_settings(), comm, resume);
+  EXPECT_EQ(steps_run, 5);
+  ASSERT_EQ(got.curve.size(), want.curve.size());
+  for (size_t i = 0; i < want.curve.size(); ++i) {
+    EXPECT_EQ(got.curve[i].loss, want.curve[i].loss) << i;
+    EXPECT_EQ(got.curve[i].grad_norm, want.curve[i].grad_norm) << i;
+  }
+  for (Component c : kAllComponents) EXPECT_EQ(got.weights.layers[1].linear[c].data, want.weights.layers[1].linear[c].data);
+  EXPECT_EQ(got.weights.embed.data, want.weights.embed.data);
+  EXPECT_EQ(got.weights.final_norm, want.weights.final_norm);
+
+  EXPECT_THROW(read_train_checkpoint(file, "another key"), InputError);
+  std::filesystem::resize_file(file, 100);
+  EXPECT_THROW(read_train_checkpoint(file, "key"), InputError);
+  std::filesystem::remove(file);
+  EXPECT_FALSE(read_train_checkpoint(file, "key").has_value());
 }
 
 TEST(Heal, RefusesTensorParallelism) {
