@@ -1,10 +1,12 @@
 // The `baselines` stage (issue 17): the compressions a practitioner tries before a search, each evaluated as an
 // ordinary plan at the search's budget (like the sample stage's uniform reference) and recorded by name in
 // /search/baselines (src/archive/baselines_archive.hpp):
-//   sensitivity    per-component sparsities from the sensitivity sweep's table, more sensitive components pruned
-//                  less (search/allocation.hpp: x_i ∝ 1/s_i, water-filled under baselines.max_sparsity to meet
-//                  the linear-sparsity budget exactly), pruned with the sweep's method; needs a complete
-//                  `sensitivity` stage. Items: the swept (layer, component) pairs among space.components.
+//   sensitivity    per-component sparsities from the sensitivity sweep's table at the step nearest the budget,
+//                  more sensitive components pruned less (search/allocation.hpp; baselines.sensitivity_rule: rank,
+//                  a linear spread of width 2λ over the sensitivity ranking shifted to meet the linear-sparsity
+//                  budget exactly, or inverse, x_i ∝ 1/s_i water-filled under baselines.max_sparsity), pruned with
+//                  the sweep's method; needs a complete `sensitivity` stage. Items: the swept (layer, component)
+//                  pairs among space.components.
 //   owl            OWL-style layer-wise sparsities (Yin et al.; search/allocation.hpp): layer l's outlier ratio D_l is
 //                  the share of entries of its normalised projection inputs (attn_norm: input of q, k, v; ffn_norm:
 //                  input of gate, up; the o and down inputs are split over tp ranks and left out) with
@@ -40,6 +42,8 @@ struct BaselineSettings {
   bool sensitivity = true;
   bool owl = true;
   bool random_search = true;
+  bool sensitivity_rank = true;    // baselines.sensitivity_rule: rank (true) or inverse
+  double sensitivity_lambda = 0.1; // the rank rule's half-spread λ
   double max_sparsity = 0.9;  // the sensitivity and OWL allocations' clip
   double owl_threshold = 5.0; // M: an activation entry is an outlier when |x| > M · mean|x| (OWL's value for Llama)
   double owl_lambda = 0.08;   // λ: layer sparsities span S ± λ·... of total width 2λ (OWL's value for Llama)
@@ -47,7 +51,8 @@ struct BaselineSettings {
 
 BaselineSettings read_baseline_settings(const RunConfig& c) {
   BaselineSettings b;
-  const ConfigNode node = c.root["baselines"].check_keys({"kinds", "max_sparsity", "owl_threshold", "owl_lambda"});
+  const ConfigNode node = c.root["baselines"].check_keys(
+      {"kinds", "max_sparsity", "owl_threshold", "owl_lambda", "sensitivity_rule", "sensitivity_lambda"});
   if (const ConfigNode kinds = node["kinds"]; kinds.present()) {
     b.sensitivity = b.owl = b.random_search = false;
     for (const ConfigNode& k : kinds.elements()) {
@@ -63,6 +68,14 @@ BaselineSettings read_baseline_settings(const RunConfig& c) {
   b.owl_lambda = node.get("owl_lambda", b.owl_lambda);
   if (!(b.owl_lambda >= 0.0 && b.owl_lambda < 0.5))
     node["owl_lambda"].fail(fmt::format("must lie in [0, 0.5), got {}", b.owl_lambda));
+  if (const ConfigNode rule = node["sensitivity_rule"]; rule.present()) {
+    const std::string name = rule.as<std::string>();
+    if (name != "rank" && name != "inverse") rule.fail(fmt::format("expected rank or inverse, found \"{}\"", name));
+    b.sensitivity_rank = name == "rank";
+  }
+  b.sensitivity_lambda = node.get("sensitivity_lambda", b.sensitivity_lambda);
+  if (!(b.sensitivity_lambda >= 0.0 && b.sensitivity_lambda < 0.5))
+    node["sensitivity_lambda"].fail(fmt::format("must lie in [0, 0.5), got {}", b.sensitivity_lambda));
   b.max_sparsity = node.get("max_sparsity", b.max_sparsity);
   if (!(b.max_sparsity > 0.0 && b.max_sparsity < 1.0))
     node["max_sparsity"].fail(fmt::format("must lie in (0, 1), got {}", b.max_sparsity));
@@ -74,10 +87,16 @@ BaselineSettings read_baseline_settings(const RunConfig& c) {
 double round4(double x) { return std::round(x * 1e4) / 1e4; }
 
 CompressionPlan sensitivity_plan(const SensitivityRecord& sweep, const SearchSettings& s, const ModelConfig& model,
-                                 double max_sparsity) {
+                                 const BaselineSettings& b) {
   const PruneMethod method = kPruneMethodNames.parse(sweep.method, "sensitivity.method");
   const size_t L = sweep.layers.size(), C = sweep.components.size(), S = sweep.steps.size();
   const double n_tokens = static_cast<double>(sweep.continuation);
+  // The step nearest the budget (the first on a tie): a component's loss at a sparsity far from the one it will
+  // get says little about it (issue 17: the 25% and 75% steps ranked components differently from the 50% one).
+  if (S == 0) throw InputError("baselines: the sensitivity sweep has no steps");
+  size_t step = 0;
+  for (size_t k = 1; k < S; ++k)
+    if (std::fabs(sweep.steps[k] - s.budget.sparsity) < std::fabs(sweep.steps[step] - s.budget.sparsity)) step = k;
   std::vector<int64_t> layer;
   std::vector<Component> component;
   std::vector<double> sensitivity, sizes;
@@ -85,17 +104,19 @@ CompressionPlan sensitivity_plan(const SensitivityRecord& sweep, const SearchSet
     for (size_t c = 0; c < C; ++c) {
       const Component comp = kComponentNames.parse(sweep.components[c], "sensitivity.components");
       if (std::find(s.space.components.begin(), s.space.components.end(), comp) == s.space.components.end()) continue;
-      double lost = 0.0;
-      for (size_t k = 0; k < S; ++k) lost += 1.0 - sweep.sweep.fdt[(l * C + c) * S + k] / n_tokens;
+      const double lost = 1.0 - sweep.sweep.fdt[(l * C + c) * S + step] / n_tokens;
       const auto shape = component_shape(comp, model);
       layer.push_back(sweep.layers[l]);
       component.push_back(comp);
-      sensitivity.push_back(lost / static_cast<double>(S));
+      sensitivity.push_back(lost);
       sizes.push_back(static_cast<double>(shape[0] * shape[1]));
     }
   if (layer.empty()) throw InputError("baselines: the sensitivity sweep covers none of space.components");
   const double total = static_cast<double>(plan_size(CompressionPlan::identity(model.num_layers), model).linear_parameters);
-  const std::vector<double> x = allocate_inverse_sensitivity(sensitivity, sizes, s.budget.sparsity * total, max_sparsity);
+  const double target = s.budget.sparsity * total;
+  const std::vector<double> x =
+      b.sensitivity_rank ? allocate_sensitivity_rank(sensitivity, sizes, target, b.sensitivity_lambda, b.max_sparsity)
+                         : allocate_inverse_sensitivity(sensitivity, sizes, target, b.max_sparsity);
   CompressionPlan plan = CompressionPlan::identity(model.num_layers);
   for (size_t i = 0; i < x.size(); ++i) plan.at(layer[i], component[i]).prune = PruneSpec{method, round4(x[i])};
   return canonical_plan(plan);
@@ -179,7 +200,7 @@ void run_baselines_stage(StageContext& ctx) {
       const std::optional<SensitivityRecord> sweep = read_sensitivity(ctx.archive);
       if (!sweep) throw InputError("baselines: the sensitivity baseline needs a complete sensitivity stage (list `sensitivity` "
                                    "before `baselines`, or set baselines.kinds without it)");
-      const CompressionPlan plan = sensitivity_plan(*sweep, s, model, b.max_sparsity);
+      const CompressionPlan plan = sensitivity_plan(*sweep, s, model, b);
       const double sparsity = plan_size(plan, model).sparsity;
       spdlog::info("baselines: sensitivity-guided plan at linear sparsity {:.4f} (budget {:.3f} ± {:.3f})", sparsity,
                    s.budget.sparsity, s.budget.tolerance);

@@ -21,6 +21,7 @@
 #include <map>
 #include <set>
 
+#include "archive/baselines_archive.hpp"
 #include "archive/heldout_archive.hpp"
 #include "core/errors.hpp"
 #include "metrics/bootstrap.hpp"
@@ -61,9 +62,29 @@ bool same_file(const std::filesystem::path& a, const std::filesystem::path& b) {
   return std::filesystem::equivalent(a, b, ec) || a.lexically_normal() == b.lexically_normal();
 }
 
-// Hook for further references re-measured on the held-out data and compared with the best plan (role, plan
-// id under /plans): e.g. the heuristic allocations of issue 17 once they are archived.
-std::vector<std::pair<std::string, std::string>> reference_plans(const RunArchive&) { return {}; }
+// Further references re-measured on the held-out data and compared with the best plan (role, plan id under
+// /plans): the baselines stage's plans recorded in /search/baselines (none when that stage has not run), in its
+// order (sensitivity, owl, random_search). The random search's plan is the best of its plans by the current
+// objective (the recorded one unless train.objective changed since), as best_random is.
+std::vector<std::pair<std::string, std::string>> reference_plans(const RunArchive& archive, const SearchObjective& objective) {
+  const std::optional<BaselinesRecord> record = read_search_baselines(archive);
+  if (!record) return {};
+  std::vector<std::pair<std::string, std::string>> out;
+  for (size_t i = 0; i < record->names.size(); ++i) {
+    std::string id = record->ids[i];
+    if (record->names[i] == "random_search" && objective.name != record->objective) {
+      const double sign = objective.sign();
+      double best = INFINITY;
+      for (const Pair& p : read_pairs(archive, objective, record->random_search_ids))
+        if (sign * p.value < best) {
+          best = sign * p.value;
+          id = p.id;
+        }
+    }
+    out.emplace_back(record->names[i], id);
+  }
+  return out;
+}
 
 struct Candidate {
   std::string role, id, name;
@@ -194,7 +215,7 @@ void run_heldout_stage(StageContext& ctx) {
         best_random = p.id;
       }
     add("best_random", best_random);
-    for (const auto& [role, id] : reference_plans(ctx.archive)) add(role, id);
+    for (const auto& [role, id] : reference_plans(ctx.archive, search.objective)) add(role, id);
     std::set<std::string> seen;
     for (const Candidate& c : candidates)
       if (seen.insert(c.id).second)

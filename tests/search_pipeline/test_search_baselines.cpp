@@ -3,13 +3,16 @@
 // budget and prunes more sensitive components less; the OWL baseline prunes layers with more outlier
 // activations less around the uniform sparsity; the random search has as many plans as the search made
 // evaluations and names its best; each ucb round's picks lie at least search.min_distance apart; bad keys are
-// refused naming the key.
+// refused naming the key; the heldout stage re-measures the three baselines on held-out data with intervals.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 
+#include "archive/baselines_archive.hpp"
+#include "archive/heldout_archive.hpp"
 #include "compress/plan.hpp"
+#include "metrics/bootstrap.hpp"
 #include "model/config.hpp"
 #include "search/acquisition.hpp"
 #include "tests/search_pipeline/search_util.hpp"
@@ -23,13 +26,22 @@ const std::string kSweep = "sensitivity:\n"
                            "  int8: false\n"
                            "  remove_layers: false\n";
 
+const std::string kHeldout =
+    "heldout:\n"
+    "  candidates: 1\n"
+    "  bootstrap: {resamples: 200, seed: 3}\n"
+    "  data:\n"
+    "    perplexity:\n      text: ${assets}/ptb.test.txt\n"
+    "    prompts:\n      text: ${assets}/ptb.valid.txt\n      count: 4\n";
+
 TEST(SearchBaselines, SensitivityAndRandomSearchBaselinesAndUcbRounds) {
   ASSETS_OR_SKIP("tiny-llama2-trained/config.json");
   const fs::path dir = temp_dir();
   const fs::path archive = dir / "run.h5";
   // search_sections ends with the `search:` block, so the ucb keys are appended after it.
   const std::string text = search_config(archive, kSweep + search_sections(8, 2, 2) +
-                                                        "  acquisition: ucb\n  boosters: 4\n  min_distance: 0.5\n");
+                                                        "  acquisition: ucb\n  boosters: 4\n  min_distance: 0.5\n" +
+                                                        kHeldout);
   const auto cfg = write_config(dir, "run.yaml", text);
   const auto r = run_config(cfg, "--set stages=[baseline,sensitivity,sample,baselines,search]");
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -57,8 +69,9 @@ TEST(SearchBaselines, SensitivityAndRandomSearchBaselinesAndUcbRounds) {
       }
     std::sort(by_sensitivity.begin(), by_sensitivity.end());
     for (size_t i = 1; i < by_sensitivity.size(); ++i)
-      if (by_sensitivity[i].first > by_sensitivity[i - 1].first + 1e-12)
+      if (by_sensitivity[i].first > by_sensitivity[i - 1].first + 1e-12) {
         EXPECT_LE(by_sensitivity[i].second, by_sensitivity[i - 1].second + 1e-4) << i;
+      }
     // Attention components were not swept: they stay dense.
     for (int64_t l = 0; l < model.num_layers; ++l)
       for (Component c : {Component::Q, Component::K, Component::V, Component::O})
@@ -110,6 +123,39 @@ TEST(SearchBaselines, SensitivityAndRandomSearchBaselinesAndUcbRounds) {
                                           f.read_float("plans/" + round_ids[j] + "/features")),
                     0.5);
       for (double p : f.read_double("search/rounds/" + std::to_string(round) + "/predicted")) EXPECT_TRUE(std::isfinite(p));
+    }
+  }
+  // Held-out confirmation (the top 1 searched plan, uniform, best random and the three baselines re-measured on 4
+  // PTB prompts and 2 PTB chunks): each baseline of /search/baselines is a candidate and gets an interval, equal to
+  // metrics/bootstrap.hpp on the held-out per-token KL (reference - best: KL is minimised).
+  const auto held = run_config(cfg, "--set stages=[heldout]");
+  ASSERT_EQ(held.exit_code, 0) << held.err;
+  std::printf("%s\n", held.out.c_str());
+  for (const char* role : {"uniform", "best random", "sensitivity", "owl", "random_search"})
+    EXPECT_NE(held.out.find(std::string("searched beats ") + role + " by "), std::string::npos) << role << "\n" << held.out;
+  {
+    const RunArchive run(archive);
+    const auto cand = read_heldout_candidates(run);
+    const auto cmp = read_heldout_comparisons(run);
+    ASSERT_TRUE(cand && cmp);
+    const auto baselines = read_search_baselines(run);
+    ASSERT_TRUE(baselines.has_value());
+    ASSERT_EQ(cand->roles, (std::vector<std::string>{"search_1", "uniform", "best_random", "sensitivity", "owl", "random_search"}));
+    ASSERT_EQ(cmp->roles, (std::vector<std::string>{"uniform", "best_random", "sensitivity", "owl", "random_search"}));
+    for (size_t i = 0; i < 3; ++i) {
+      EXPECT_EQ(cand->ids[3 + i], baselines->ids[i]) << baselines->names[i];
+      EXPECT_EQ(cmp->ids[2 + i], baselines->ids[i]) << baselines->names[i];
+    }
+    EXPECT_EQ(cmp->units, "tokens");
+    const RunArchive heldout = heldout_archive(run);
+    const std::vector<double> best = read_plan_units(heldout, cand->best_id).kl;
+    ASSERT_EQ(best.size(), 64u);  // 2 chunks of 32 tokens
+    for (size_t i = 0; i < cmp->roles.size(); ++i) {
+      const BootstrapInterval ci = paired_bootstrap(read_plan_units(heldout, cmp->ids[i]).kl, best,
+                                                    PairedStatistic::MeanDifference, 200, 3);
+      EXPECT_EQ(cmp->estimate[i], ci.estimate) << cmp->roles[i];
+      EXPECT_EQ(cmp->lower[i], ci.lower) << cmp->roles[i];
+      EXPECT_EQ(cmp->upper[i], ci.upper) << cmp->roles[i];
     }
   }
   const auto py = run_command("/usr/bin/python3 " + kSource + "/analysis/read_archive.py " + archive.string() + " --check");

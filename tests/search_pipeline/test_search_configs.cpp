@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "core/errors.hpp"
+#include "pipelines/heldout.hpp"
 #include "pipelines/search_common.hpp"
 #include "pipelines/sensitivity.hpp"
 #include "tests/support/model_shapes.hpp"
@@ -38,6 +39,28 @@ TEST(SearchConfigs, ShippedConfigsValidate) {
     std::mt19937_64 rng(1);
     for (int i = 0; i < 5; ++i) EXPECT_TRUE(sampler.fits(sampler.sample(rng)));
   }
+}
+
+// Issue 17's demonstration (configs/search-heldout-tiny-trained.yaml): the stages through heldout, 45 real
+// evaluations at 50%, a disjoint held-out set of 64 PTB prompts measured like the selection's.
+TEST(SearchConfigs, HeldoutDemonstrationConfigValidates) {
+  const ModelConfig model = llama_shape(6, 256, 688, 8, 8);
+  const RunConfig c = load_run_config(kConfigs / "search-heldout-tiny-trained.yaml", {});
+  EXPECT_EQ(c.stages, (std::vector<std::string>{"baseline", "sensitivity", "sample", "baselines", "train", "search",
+                                                "heldout"}));
+  EXPECT_EQ(sweep_entries(read_sensitivity_settings(c, model), model).size(), 42u);
+  const SearchSettings s = read_search_settings(c, model);
+  EXPECT_EQ(s.budget.sparsity, 0.5);
+  EXPECT_EQ(s.sample_count + s.rounds * s.evaluate_per_round, 45);
+  const PlanSampler sampler(s.space, model, s.budget);
+  EXPECT_TRUE(sampler.fits(sampler.uniform()));
+  const HeldoutSettings h = read_heldout_settings(c);
+  EXPECT_EQ(h.candidates, 5);
+  EXPECT_EQ(h.data.prompt_count, 64);
+  EXPECT_EQ(h.data.prompt_tokens, c.prompt_tokens);
+  EXPECT_EQ(h.data.ppl_text.filename(), "ptb.test.txt");
+  EXPECT_EQ(h.data.prompts_text.filename(), "ptb.valid.txt");
+  EXPECT_EQ(c.prompts_text.filename(), "wikitext2.valid.txt");
 }
 
 TEST(SearchConfigs, ObjectiveNamesAndSigns) {
