@@ -29,6 +29,7 @@
 #include "archive/search_archive.hpp"
 #include "compress/plan.hpp"
 #include "core/errors.hpp"
+#include "core/input_file.hpp"
 #include "core/mpi_communicator.hpp"
 #include "core/sha256.hpp"
 #include "core/stop_signal.hpp"
@@ -41,12 +42,6 @@
 namespace divprune {
 
 namespace {
-
-bool same_file(const std::filesystem::path& a, const std::filesystem::path& b) {
-  if (a.empty() || b.empty()) return false;
-  std::error_code ec;
-  return std::filesystem::equivalent(a, b, ec) || a.lexically_normal() == b.lexically_normal();
-}
 
 // Mean NLL per target token of `tokens` in windows of seq_len (each fed after BOS), by the training forward.
 double mean_window_loss(const ModelConfig& config, const HostWeights& weights, const std::vector<bool>& removed,

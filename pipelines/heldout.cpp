@@ -24,6 +24,7 @@
 #include "archive/baselines_archive.hpp"
 #include "archive/heldout_archive.hpp"
 #include "core/errors.hpp"
+#include "core/input_file.hpp"
 #include "metrics/bootstrap.hpp"
 #include "model/tokenizer.hpp"
 #include "pipelines/search_common.hpp"
@@ -54,12 +55,6 @@ std::vector<std::vector<int32_t>> heldout_prompt_ids(const RunConfig& c) {
     out = prompts_from_text(tok, c.prompts_text, c.prompt_count, c.prompt_tokens);
   }
   return out;
-}
-
-bool same_file(const std::filesystem::path& a, const std::filesystem::path& b) {
-  if (a.empty() || b.empty()) return false;
-  std::error_code ec;
-  return std::filesystem::equivalent(a, b, ec) || a.lexically_normal() == b.lexically_normal();
 }
 
 // Further references re-measured on the held-out data and compared with the best plan (role, plan id under

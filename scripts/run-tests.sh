@@ -53,7 +53,12 @@ test_targets() {
 # CUDA backend, the GPU tests (never run here) and the benchmarks, so that they cannot rot unseen.
 RELEASE_LABELS="slow|analysis|layering"
 phase "Release build (build/, DIVPRUNE_CUDA=$CUDA)"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DDIVPRUNE_CUDA="$CUDA"
+# Unity builds (CMAKE_UNITY_BUILD: each target's sources compiled in batches of 8 as one translation unit) parse the
+# heavy headers (fmt, spdlog, CLI11, yaml-cpp, HDF5, GoogleTest) once per batch instead of once per file: the
+# Release build takes about 350 instead of 610 CPU-seconds of compilation. Both builds use them; a name that two
+# files of one target define in anonymous namespaces then fails to compile, so such helpers live in one header.
+UNITY=(-DCMAKE_UNITY_BUILD=ON -DCMAKE_UNITY_BUILD_BATCH_SIZE=8)
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DDIVPRUNE_CUDA="$CUDA" "${UNITY[@]}"
 mapfile -t release_targets < <(test_targets build -L "$RELEASE_LABELS" -LE gpu; test_targets build -L gpu)
 available=$(cmake --build build --target help)
 for bench in bench_forward bench_apply_plan; do
@@ -72,7 +77,7 @@ phase "AddressSanitizer build (build-asan/)"
 # The MPI tests run here too (every rank is a sanitized process under mpirun); the slow ones stay out.
 ASAN_LABELS="gpu|slow|analysis|layering|slurm"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" -DDIVPRUNE_SANITIZE=ON \
-  -DDIVPRUNE_CUDA=OFF
+  -DDIVPRUNE_CUDA=OFF "${UNITY[@]}"
 mapfile -t asan_targets < <(test_targets build-asan -LE "$ASAN_LABELS")
 echo "run-tests: building divprune ${asan_targets[*]}"
 cmake --build build-asan -j "$JOBS" --target divprune "${asan_targets[@]}"

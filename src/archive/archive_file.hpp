@@ -2,8 +2,10 @@
 // Internal to src/archive: the HDF5 file under a RunArchive, one transaction at a time, and the annotation
 // every dataset carries. Stages use the typed readers and writers (archive.hpp, search_archive.hpp,
 // sensitivity_archive.hpp), never these.
+#include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "archive/archive.hpp"
 #include "archive/h5.hpp"
@@ -29,5 +31,27 @@ void write_transaction(const RunArchive& archive, Write&& write) {
 
 // Sets the `units` and `description` attributes every dataset carries.
 void annotate(H5File& file, const std::string& dataset, const std::string& units, const std::string& description);
+
+// A group a stage finished: it carries the attribute complete = 1, written last in its transaction.
+inline bool group_complete(const H5File& f, const std::string& group) {
+  return f.exists(group) && f.has_attr(group, "complete") && f.attr_int(group, "complete") == 1;
+}
+
+// One-dimensional datasets and scalars with their annotation, as every typed writer stores them.
+inline void write_annotated_doubles(H5File& f, const std::string& name, const std::vector<double>& values,
+                                    const char* units, const char* description) {
+  f.write_double(name, {static_cast<int64_t>(values.size())}, values.data());
+  annotate(f, name, units, description);
+}
+inline void write_annotated_strings(H5File& f, const std::string& name, const std::vector<std::string>& values,
+                                    const char* units, const char* description) {
+  f.write_strings(name, values);
+  annotate(f, name, units, description);
+}
+inline void write_annotated_scalar(H5File& f, const std::string& name, double value, const char* units,
+                                   const char* description) {
+  f.write_scalar(name, value);
+  annotate(f, name, units, description);
+}
 
 }  // namespace divprune

@@ -7,10 +7,6 @@ namespace divprune {
 namespace {
 constexpr const char* kBaselines = "search/baselines";
 
-void write_strings(H5File& f, const std::string& name, const std::vector<std::string>& values, const char* description) {
-  f.write_strings(name, values);
-  annotate(f, name, "", description);
-}
 }  // namespace
 
 void write_search_baselines(const RunArchive& archive, const BaselinesRecord& r) {
@@ -18,16 +14,15 @@ void write_search_baselines(const RunArchive& archive, const BaselinesRecord& r)
     const std::string g = kBaselines;
     f.remove(g);
     f.create_group(g);
-    write_strings(f, g + "/names", r.names, "baseline names (sensitivity, owl, random_search)");
-    write_strings(f, g + "/ids", r.ids, "plan id of each baseline (random_search: its best plan by the objective)");
+    write_annotated_strings(f, g + "/names", r.names, "", "baseline names (sensitivity, owl, random_search)");
+    write_annotated_strings(f, g + "/ids", r.ids, "", "plan id of each baseline (random_search: its best plan by the objective)");
     if (!r.random_search_ids.empty())
-      write_strings(f, g + "/random_search_ids", r.random_search_ids,
-                    "every plan of the equal-evaluation random search (the sample stage's plans, then the extra draws)");
+      write_annotated_strings(f, g + "/random_search_ids", r.random_search_ids, "",
+                              "every plan of the equal-evaluation random search (the sample stage's plans, then the extra draws)");
     if (!r.owl_outlier_ratio.empty()) {
-      f.write_double(g + "/owl_outlier_ratio", {static_cast<int64_t>(r.owl_outlier_ratio.size())}, r.owl_outlier_ratio.data());
-      annotate(f, g + "/owl_outlier_ratio", "",
-               "per layer: share of the normalised projection inputs (attn_norm, ffn_norm) with |x| > M mean|x| on the "
-               "uncompressed model over the prompts (OWL)");
+      write_annotated_doubles(f, g + "/owl_outlier_ratio", r.owl_outlier_ratio, "",
+                              "per layer: share of the normalised projection inputs (attn_norm, ffn_norm) with |x| > M mean|x| on the "
+                              "uncompressed model over the prompts (OWL)");
     }
     f.set_attr(g, "objective", r.objective);
     f.set_attr(g, "complete", int64_t{1});

@@ -8,14 +8,6 @@ namespace {
 
 constexpr const char* kHeal = "heal";
 
-bool complete(const H5File& f, const std::string& group) {
-  return f.exists(group) && f.has_attr(group, "complete") && f.attr_int(group, "complete") == 1;
-}
-void doubles(H5File& f, const std::string& name, const std::vector<double>& values, const char* units,
-             const char* description) {
-  f.write_double(name, {static_cast<int64_t>(values.size())}, values.data());
-  annotate(f, name, units, description);
-}
 
 }  // namespace
 
@@ -24,9 +16,9 @@ void write_heal_record(const RunArchive& archive, const HealRecord& r) {
     const std::string g = std::string(kHeal) + "/" + r.id;
     f.remove(g);
     f.create_group(g);
-    doubles(f, g + "/loss", r.loss, "nats", "mean NLL per target token of the step's batch, before its update");
-    doubles(f, g + "/grad_norm", r.grad_norm, "1", "global gradient norm of the step, before clipping");
-    doubles(f, g + "/lr", r.lr, "1", "learning rate of the step (warm-up, then cosine)");
+    write_annotated_doubles(f, g + "/loss", r.loss, "nats", "mean NLL per target token of the step's batch, before its update");
+    write_annotated_doubles(f, g + "/grad_norm", r.grad_norm, "1", "global gradient norm of the step, before clipping");
+    write_annotated_doubles(f, g + "/lr", r.lr, "1", "learning rate of the step (warm-up, then cosine)");
     f.write_int64(g + "/tokens", {static_cast<int64_t>(r.tokens.size())}, r.tokens.data());
     annotate(f, g + "/tokens", "tokens", "target tokens of the step's global batch");
     f.set_attr(g, "parent_id", r.parent_id);
@@ -48,7 +40,7 @@ std::optional<HealRecord> read_heal_record(const RunArchive& archive, const std:
   if (!archive.exists()) return std::nullopt;
   const H5File f = open_archive_read(archive);
   const std::string g = std::string(kHeal) + "/" + id;
-  if (!complete(f, g)) return std::nullopt;
+  if (!group_complete(f, g)) return std::nullopt;
   HealRecord r;
   r.id = id;
   r.loss = f.read_double(g + "/loss");
@@ -75,7 +67,7 @@ std::vector<std::string> heal_record_ids(const RunArchive& archive) {
   const H5File f = open_archive_read(archive);
   if (!f.exists(kHeal)) return ids;
   for (const std::string& id : f.children(kHeal))
-    if (complete(f, std::string(kHeal) + "/" + id)) ids.push_back(id);
+    if (group_complete(f, std::string(kHeal) + "/" + id)) ids.push_back(id);
   return ids;
 }
 

@@ -12,18 +12,6 @@ namespace {
 constexpr const char* kCandidates = "heldout/candidates";
 constexpr const char* kComparisons = "heldout/comparisons";
 
-bool complete(const H5File& f, const std::string& group) {
-  return f.exists(group) && f.has_attr(group, "complete") && f.attr_int(group, "complete") == 1;
-}
-void strings(H5File& f, const std::string& name, const std::vector<std::string>& values, const char* description) {
-  f.write_strings(name, values);
-  annotate(f, name, "", description);
-}
-void doubles(H5File& f, const std::string& name, const std::vector<double>& values, const char* units,
-             const char* description) {
-  f.write_double(name, {static_cast<int64_t>(values.size())}, values.data());
-  annotate(f, name, units, description);
-}
 std::vector<double> as_double(const std::vector<int32_t>& v) { return std::vector<double>(v.begin(), v.end()); }
 
 }  // namespace
@@ -55,24 +43,24 @@ void write_heldout_outcome(const RunArchive& archive, const HeldoutCandidates& c
     f.remove(kComparisons);
     const std::string g = kCandidates;
     f.create_group(g);
-    strings(f, g + "/roles", c.roles, "role of the row: search_<rank> (rank by the selection objective), uniform, best_random");
-    strings(f, g + "/ids", c.ids, "plan id (/plans/<id> and /heldout/plans/<id>)");
-    strings(f, g + "/names", c.names, "plan name");
-    doubles(f, g + "/sparsity", c.sparsity, "fraction", "linear sparsity of the plan");
-    doubles(f, g + "/selection", c.selection, "objective", "the objective on the evaluation data the search selected on");
-    doubles(f, g + "/heldout", c.heldout, "objective", "the objective on the held-out data");
+    write_annotated_strings(f, g + "/roles", c.roles, "", "role of the row: search_<rank> (rank by the selection objective), uniform, best_random");
+    write_annotated_strings(f, g + "/ids", c.ids, "", "plan id (/plans/<id> and /heldout/plans/<id>)");
+    write_annotated_strings(f, g + "/names", c.names, "", "plan name");
+    write_annotated_doubles(f, g + "/sparsity", c.sparsity, "fraction", "linear sparsity of the plan");
+    write_annotated_doubles(f, g + "/selection", c.selection, "objective", "the objective on the evaluation data the search selected on");
+    write_annotated_doubles(f, g + "/heldout", c.heldout, "objective", "the objective on the held-out data");
     f.set_attr(g, "objective", c.objective);
     f.set_attr(g, "top_k", c.top_k);
     f.set_attr(g, "best_id", c.best_id);
     f.set_attr(g, "complete", int64_t{1});
     const std::string h = kComparisons;
     f.create_group(h);
-    strings(f, h + "/roles", r.roles, "role of the reference plan the held-out best is compared with");
-    strings(f, h + "/ids", r.ids, "reference plan id");
-    doubles(f, h + "/estimate", r.estimate, "objective",
+    write_annotated_strings(f, h + "/roles", r.roles, "", "role of the reference plan the held-out best is compared with");
+    write_annotated_strings(f, h + "/ids", r.ids, "", "reference plan id");
+    write_annotated_doubles(f, h + "/estimate", r.estimate, "objective",
             "improvement of the held-out best over the reference (positive: better), on the held-out data");
-    doubles(f, h + "/lower", r.lower, "objective", "2.5th percentile of the paired bootstrap of the improvement");
-    doubles(f, h + "/upper", r.upper, "objective", "97.5th percentile of the paired bootstrap of the improvement");
+    write_annotated_doubles(f, h + "/lower", r.lower, "objective", "2.5th percentile of the paired bootstrap of the improvement");
+    write_annotated_doubles(f, h + "/upper", r.upper, "objective", "97.5th percentile of the paired bootstrap of the improvement");
     f.write_int64(h + "/n", {static_cast<int64_t>(r.n.size())}, r.n.data());
     annotate(f, h + "/n", "units", "prompts or tokens resampled (attribute units)");
     f.set_attr(h, "statistic", r.statistic);
@@ -87,7 +75,7 @@ std::optional<HeldoutCandidates> read_heldout_candidates(const RunArchive& archi
   if (!archive.exists()) return std::nullopt;
   const H5File f = open_archive_read(archive);
   const std::string g = kCandidates;
-  if (!complete(f, g)) return std::nullopt;
+  if (!group_complete(f, g)) return std::nullopt;
   HeldoutCandidates c;
   c.roles = f.read_strings(g + "/roles");
   c.ids = f.read_strings(g + "/ids");
@@ -105,7 +93,7 @@ std::optional<HeldoutComparisons> read_heldout_comparisons(const RunArchive& arc
   if (!archive.exists()) return std::nullopt;
   const H5File f = open_archive_read(archive);
   const std::string h = kComparisons;
-  if (!complete(f, h)) return std::nullopt;
+  if (!group_complete(f, h)) return std::nullopt;
   HeldoutComparisons r;
   r.roles = f.read_strings(h + "/roles");
   r.ids = f.read_strings(h + "/ids");

@@ -17,23 +17,6 @@ constexpr const char* kPareto = "search/pareto";
 constexpr const char* kBest = "search/best";
 std::string round_group(int64_t round) { return fmt::format("search/rounds/{}", round); }
 
-// The stages mark their /search groups complete by the attribute's presence (its value is always 1).
-bool complete(const H5File& f, const std::string& group) { return f.exists(group) && f.has_attr(group, "complete"); }
-
-void write_strings(H5File& f, const std::string& name, const std::vector<std::string>& values, const char* units,
-                   const char* description) {
-  f.write_strings(name, values);
-  annotate(f, name, units, description);
-}
-void write_doubles(H5File& f, const std::string& name, const std::vector<double>& values, const char* units,
-                   const char* description) {
-  f.write_double(name, {static_cast<int64_t>(values.size())}, values.data());
-  annotate(f, name, units, description);
-}
-void write_scalar(H5File& f, const std::string& name, double value, const char* units, const char* description) {
-  f.write_scalar(name, value);
-  annotate(f, name, units, description);
-}
 
 }  // namespace
 
@@ -66,7 +49,7 @@ void write_search_sample(const RunArchive& archive, const SampleRecord& r) {
   write_transaction(archive, [&](H5File& f) {
     f.remove(kSample);
     f.create_group(kSample);
-    write_strings(f, fmt::format("{}/ids", kSample), r.ids, "", "plan ids of the random samples, in draw order");
+    write_annotated_strings(f, fmt::format("{}/ids", kSample), r.ids, "", "plan ids of the random samples, in draw order");
     f.set_attr(kSample, "uniform_id", r.uniform_id);
     f.set_attr(kSample, "best_random_id", r.best_random_id);
     f.set_attr(kSample, "objective", r.objective);
@@ -79,7 +62,7 @@ void write_search_sample(const RunArchive& archive, const SampleRecord& r) {
 
 std::optional<SampleRecord> read_search_sample(const RunArchive& archive) {
   const H5File f = open_archive_read(archive);
-  if (!complete(f, kSample)) return std::nullopt;
+  if (!group_complete(f, kSample)) return std::nullopt;
   SampleRecord r;
   r.ids = f.read_strings(fmt::format("{}/ids", kSample));
   r.uniform_id = f.attr_string(kSample, "uniform_id");
@@ -98,19 +81,19 @@ void write_search_predictor(const RunArchive& archive, const PredictorRecord& r)
     const std::string g = kPredictor;
     f.remove(g);
     f.create_group(g);
-    write_strings(f, g + "/model_json", {r.model_json}, "",
+    write_annotated_strings(f, g + "/model_json", {r.model_json}, "",
                   "XGBoost JSON model of the predictor, fit on every pair listed in ids");
-    write_scalar(f, g + "/r2", r.r2, "", "k-fold cross-validated R² of the predictor");
-    write_scalar(f, g + "/spearman", r.spearman, "",
+    write_annotated_scalar(f, g + "/r2", r.r2, "", "k-fold cross-validated R² of the predictor");
+    write_annotated_scalar(f, g + "/spearman", r.spearman, "",
                  "k-fold cross-validated Spearman rank correlation of prediction and measurement");
-    write_scalar(f, g + "/mae", r.mae, "objective", "k-fold cross-validated mean absolute error");
-    write_doubles(f, g + "/feature_gain", r.feature_gain, "", "total XGBoost gain per feature (names: feature_names)");
-    write_strings(f, g + "/feature_names", r.feature_names, "",
+    write_annotated_scalar(f, g + "/mae", r.mae, "objective", "k-fold cross-validated mean absolute error");
+    write_annotated_doubles(f, g + "/feature_gain", r.feature_gain, "", "total XGBoost gain per feature (names: feature_names)");
+    write_annotated_strings(f, g + "/feature_names", r.feature_names, "",
                   "names of the predictor's inputs: the plan features (src/compress/FEATURES.md) and their aggregates "
                   "(src/search/predictor_features.hpp)");
-    write_strings(f, g + "/ids", r.ids, "", "plan ids of the training pairs");
-    write_doubles(f, g + "/measured", r.measured, "objective", "measured objective of each pair");
-    write_doubles(f, g + "/held_out_prediction", r.held_out_prediction, "objective",
+    write_annotated_strings(f, g + "/ids", r.ids, "", "plan ids of the training pairs");
+    write_annotated_doubles(f, g + "/measured", r.measured, "objective", "measured objective of each pair");
+    write_annotated_doubles(f, g + "/held_out_prediction", r.held_out_prediction, "objective",
                   "each pair predicted by the CV model that did not see it");
     f.set_attr(g, "objective", r.objective);
     f.set_attr(g, "folds", r.folds);
@@ -122,7 +105,7 @@ void write_search_predictor(const RunArchive& archive, const PredictorRecord& r)
 std::optional<PredictorRecord> read_search_predictor(const RunArchive& archive) {
   const H5File f = open_archive_read(archive);
   const std::string g = kPredictor;
-  if (!complete(f, g)) return std::nullopt;
+  if (!group_complete(f, g)) return std::nullopt;
   PredictorRecord r;
   const std::vector<std::string> model = f.read_strings(g + "/model_json");
   if (model.size() != 1)
@@ -149,9 +132,9 @@ void write_search_round(const RunArchive& archive, int64_t round, const RoundRec
     const std::string g = round_group(round);
     f.remove(g);
     f.create_group(g);
-    write_strings(f, g + "/ids", r.ids, "", "plan ids evaluated in this round, best predicted first");
-    write_doubles(f, g + "/predicted", r.predicted, "objective", "objective predicted before evaluation");
-    write_doubles(f, g + "/measured", r.measured, "objective", "objective measured by evaluation");
+    write_annotated_strings(f, g + "/ids", r.ids, "", "plan ids evaluated in this round, best predicted first");
+    write_annotated_doubles(f, g + "/predicted", r.predicted, "objective", "objective predicted before evaluation");
+    write_annotated_doubles(f, g + "/measured", r.measured, "objective", "objective measured by evaluation");
     f.set_attr(g, "complete", int64_t{1});
   });
 }
@@ -159,7 +142,7 @@ void write_search_round(const RunArchive& archive, int64_t round, const RoundRec
 std::optional<RoundRecord> read_search_round(const RunArchive& archive, int64_t round) {
   const H5File f = open_archive_read(archive);
   const std::string g = round_group(round);
-  if (!complete(f, g)) return std::nullopt;
+  if (!group_complete(f, g)) return std::nullopt;
   RoundRecord r;
   r.ids = f.read_strings(g + "/ids");
   r.predicted = f.read_double(g + "/predicted");
@@ -181,9 +164,9 @@ void write_search_outcome(const RunArchive& archive, const ParetoRecord& pareto,
     const std::string p = kPareto;
     f.remove(p);
     f.create_group(p);
-    write_strings(f, p + "/ids", pareto.ids, "", "plan ids of the Pareto front (linear sparsity up, objective loss down)");
-    write_doubles(f, p + "/sparsity", pareto.sparsity, "fraction", "linear sparsity of each front plan");
-    write_doubles(f, p + "/objective", pareto.objective, "objective", "measured objective of each front plan");
+    write_annotated_strings(f, p + "/ids", pareto.ids, "", "plan ids of the Pareto front (linear sparsity up, objective loss down)");
+    write_annotated_doubles(f, p + "/sparsity", pareto.sparsity, "fraction", "linear sparsity of each front plan");
+    write_annotated_doubles(f, p + "/objective", pareto.objective, "objective", "measured objective of each front plan");
     f.remove(kBest);
     f.create_group(kBest);
     if (best) {
@@ -211,7 +194,7 @@ std::optional<ParetoRecord> read_search_pareto(const RunArchive& archive) {
 
 std::optional<BestRecord> read_search_best(const RunArchive& archive) {
   const H5File f = open_archive_read(archive);
-  if (!complete(f, kBest) || !f.has_attr(kBest, "id")) return std::nullopt;
+  if (!group_complete(f, kBest) || !f.has_attr(kBest, "id")) return std::nullopt;
   BestRecord r;
   r.id = f.attr_string(kBest, "id");
   r.name = f.attr_string(kBest, "name");

@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 
 #include "cli/command.hpp"
@@ -28,6 +29,10 @@ int finish(int code) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Started without mpirun/srun, Open MPI would fork an orted daemon that only MPI_Comm_spawn needs (divprune never
+  // spawns): an isolated singleton starts about 0.25 s faster (1 s under the sanitizers), which every command
+  // and every CLI test pays. Launched ranks ignore the setting; a value the user exported wins.
+  setenv("OMPI_MCA_ess_singleton_isolated", "1", /*overwrite=*/0);
   MPI_Init(&argc, &argv);
   int world_rank = 0, world_size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);

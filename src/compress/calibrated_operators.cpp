@@ -1,4 +1,5 @@
 #include "compress/calibrated_operators.hpp"
+#include "compress/rounding.hpp"
 
 #include <fmt/format.h>
 
@@ -11,8 +12,6 @@
 namespace divprune {
 
 namespace {
-
-int64_t round_count(double x) { return static_cast<int64_t>(std::nearbyint(x)); }
 
 // In place: A (n, n) symmetric positive definite -> its lower Cholesky factor L (A = LLᵀ; upper part zeroed).
 void cholesky_lower(std::vector<double>& a, int64_t n) {

@@ -1,4 +1,5 @@
 #include "compress/operators.hpp"
+#include "compress/rounding.hpp"
 
 #include <fmt/format.h>
 
@@ -35,9 +36,6 @@ ShardGeometry shard_geometry(Component c, const ModelConfig& config, const Shard
 }
 
 namespace {
-
-// round() of the plan format: half to even.
-int64_t round_count(double x) { return static_cast<int64_t>(std::nearbyint(x)); }
 
 // Magnitude bits of w: for non-negative floats the IEEE bit pattern orders like the value, +0 and -0 are equal.
 inline uint64_t magnitude_bits(float w) { return std::bit_cast<uint32_t>(w) & 0x7fffffffu; }

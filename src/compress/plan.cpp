@@ -1,4 +1,5 @@
 #include "compress/plan.hpp"
+#include "compress/rounding.hpp"
 
 #include <fmt/format.h>
 
@@ -15,9 +16,6 @@
 namespace divprune {
 
 namespace {
-
-// round() of the plan format: half to even, like Python's round().
-int64_t round_count(double x) { return static_cast<int64_t>(std::nearbyint(x)); }
 
 std::string join_names(std::span<const std::string_view> names) {
   std::string out;

@@ -82,4 +82,10 @@ std::string read_input_file(const std::filesystem::path& path, std::string_view 
   return text.str();
 }
 
+bool same_file(const std::filesystem::path& a, const std::filesystem::path& b) {
+  if (a.empty() || b.empty()) return false;
+  std::error_code ec;
+  return std::filesystem::equivalent(a, b, ec) || a.lexically_normal() == b.lexically_normal();
+}
+
 }  // namespace divprune

@@ -25,4 +25,9 @@ void require_output_file_path(const std::filesystem::path& path, std::string_vie
 // "a FIFO", "a directory", "a character device", ... for messages; "a regular file" for a regular file.
 std::string file_kind(const std::filesystem::path& path);
 
+// True when a and b name the same file (the same inode, or the same path once normalised when either is
+// missing); false when either is empty. Used to keep training, calibration and held-out text apart from the
+// evaluation text.
+bool same_file(const std::filesystem::path& a, const std::filesystem::path& b);
+
 }  // namespace divprune

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "archive/h5.hpp"
+#include "archive/baselines_archive.hpp"
 #include "archive/heal_archive.hpp"
 #include "archive/heldout_archive.hpp"
 #include "archive/search_archive.hpp"
@@ -132,8 +133,19 @@ HealRecord heal_record() {
   return r;
 }
 
+BaselinesRecord baselines_record() {
+  BaselinesRecord r;
+  r.names = {"sensitivity", "owl", "random_search"};
+  r.ids = {"b0", "b1", "a2"};
+  r.random_search_ids = {"a0", "a1", "a2", "r0"};
+  r.owl_outlier_ratio = {1e-4, 2e-5, 3e-5};
+  r.objective = "mean_fdt";
+  return r;
+}
+
 void write_everything(const RunArchive& a) {
   write_heal_record(a, heal_record());
+  write_search_baselines(a, baselines_record());
   write_heldout_outcome(a, heldout_candidates_record(), heldout_comparisons_record());
   write_search_sample(a, sample_record());
   write_search_predictor(a, predictor_record());
@@ -420,6 +432,20 @@ void expect_schema_agrees(const H5File& f, const std::string& group, const std::
     if (a == "units" || a == "description") continue;
     EXPECT_TRUE(words.count(a)) << group << ": attribute " << a << " is written but not in SCHEMA.md";
   }
+}
+
+TEST(ArchiveRecords, BaselinesRoundTrip) {
+  const RunArchive a(temp_archive("baselines.h5"));
+  write_everything(a);
+  const auto got = read_search_baselines(a);
+  ASSERT_TRUE(got.has_value());
+  const BaselinesRecord want = baselines_record();
+  EXPECT_EQ(got->names, want.names);
+  EXPECT_EQ(got->ids, want.ids);
+  EXPECT_EQ(got->random_search_ids, want.random_search_ids);
+  EXPECT_EQ(got->owl_outlier_ratio, want.owl_outlier_ratio);
+  EXPECT_EQ(got->objective, want.objective);
+  fs::remove(a.path());
 }
 
 TEST(ArchiveRecords, SchemaDocumentsExactlyWhatTheWritersWrite) {

@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "core/errors.hpp"
+#include "tests/support/error_of.hpp"
 #include "core/input_file.hpp"
 
 namespace divprune {
@@ -17,15 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using testing_support::error_of;
 
 class InputFile : public ::testing::Test {
  protected:

@@ -5,6 +5,7 @@
 
 #include "core/enum_names.hpp"
 #include "core/errors.hpp"
+#include "tests/support/error_of.hpp"
 #include "core/yaml_config.hpp"
 
 namespace divprune {
@@ -19,16 +20,7 @@ static_assert(kColorNames.names_unique());
 static_assert(kColorNames.name(Color::Green) == "green");
 static_assert(*kColorNames.find("rouge") == Color::Red);
 
-// The message of the InputError `f` throws ("no error" when it throws none).
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using testing_support::error_of;
 
 const char* kText =
     "name: demo\n"
