@@ -24,6 +24,9 @@
 
 #include <chrono>
 #include <cmath>
+#include <type_traits>
+
+#include <yaml-cpp/yaml.h>
 
 #include "archive/heal_archive.hpp"
 #include "archive/search_archive.hpp"
@@ -41,9 +44,6 @@
 
 namespace divprune {
 
-namespace {
-
-// Mean NLL per target token of `tokens` in windows of seq_len (each fed after BOS), by the training forward.
 double mean_window_loss(const ModelConfig& config, const HostWeights& weights, const std::vector<bool>& removed,
                         const std::vector<int32_t>& tokens, int64_t seq_len) {
   if (tokens.empty()) return NAN;
@@ -62,6 +62,60 @@ double mean_window_loss(const ModelConfig& config, const HostWeights& weights, c
   }
   return sum / static_cast<double>(n);
 }
+
+HealText split_heal_text(std::vector<int32_t> stream, int64_t heldout_tokens) {
+  HealText t;
+  t.heldout.assign(stream.end() - heldout_tokens, stream.end());
+  stream.resize(stream.size() - static_cast<size_t>(heldout_tokens));
+  t.train = std::move(stream);
+  t.sha256 = sha256_hex(
+      std::string_view(reinterpret_cast<const char*>(t.train.data()), t.train.size() * sizeof(int32_t)));
+  return t;
+}
+
+std::string healed_plan_hash(const std::string& parent_yaml, const std::string& settings_yaml,
+                             const std::string& text_sha256) {
+  return sha256_hex(parent_yaml + "---\nheal:\n" + settings_yaml + "text_tokens_sha256: " + text_sha256 + "\n");
+}
+
+HealSettings heal_settings_from_yaml(const std::string& yaml, const std::string& where) {
+  YAML::Node n;
+  try {
+    n = YAML::Load(yaml);
+  } catch (const YAML::Exception& e) {
+    throw InputError(fmt::format("{}: the heal settings are not YAML: {}", where, e.what()));
+  }
+  HealSettings s;
+  train::TrainSettings& t = s.train;
+  auto get = [&](const char* key, auto& value) {
+    if (!n[key]) throw InputError(fmt::format("{}: the heal settings lack the key \"{}\"", where, key));
+    value = n[key].as<std::remove_reference_t<decltype(value)>>();
+  };
+  get("steps", t.steps);
+  get("batch", t.batch_sequences);
+  get("seq_len", t.seq_len);
+  get("lr", t.lr);
+  get("min_lr", t.min_lr);
+  get("warmup", t.warmup_steps);
+  get("weight_decay", t.weight_decay);
+  get("clip", t.clip_norm);
+  get("beta1", t.beta1);
+  get("beta2", t.beta2);
+  get("adam_eps", t.adam_eps);
+  get("seed", t.seed);
+  get("grad_groups", t.grad_groups);
+  get("max_text_tokens", s.max_text_tokens);
+  get("heldout_tokens", s.heldout_tokens);
+  // The settings are part of the healed plan's id: they must print back to the very text they were read from.
+  const std::string back = heal_settings_yaml(s, t.grad_groups);
+  if (back != yaml)
+    throw InputError(fmt::format("{}: the heal settings do not read back to their canonical text (found:\n{}\n"
+                                 "expected:\n{})",
+                                 where, yaml, back));
+  return s;
+}
+
+namespace {
 
 // A plan to heal, as every rank sees it.
 struct Parent {
@@ -240,18 +294,17 @@ void run_heal_stage(StageContext& ctx) {
                                    settings.heldout_tokens, settings.train.seq_len));
   });
   broadcast_vector(stream);
-  const std::vector<int32_t> heldout(stream.end() - settings.heldout_tokens, stream.end());
-  stream.resize(stream.size() - static_cast<size_t>(settings.heldout_tokens));
-  const std::string text_sha =
-      sha256_hex(std::string_view(reinterpret_cast<const char*>(stream.data()), stream.size() * sizeof(int32_t)));
+  HealText split = split_heal_text(std::move(stream), settings.heldout_tokens);
+  stream = std::move(split.train);
+  const std::vector<int32_t>& heldout = split.heldout;
+  const std::string& text_sha = split.sha256;
 
   MpiCommunicator dp(MPI_COMM_WORLD);  // tp = 1: every rank is a replica
   for (size_t k = 0; k < entries.size(); ++k) {
     const PlanEntry& parent = entries[k];
     const ValidatedPlan plan = parse_plan(parent.yaml, model, parent.source == "inline" ? parent.where : parent.source, 1);
     const std::string parent_yaml = plan_to_yaml(canonical_plan(plan.plan()));
-    const std::string hash =
-        sha256_hex(parent_yaml + "---\nheal:\n" + settings_yaml + "text_tokens_sha256: " + text_sha + "\n");
+    const std::string hash = healed_plan_hash(parent_yaml, settings_yaml, text_sha);
     const std::string id = plan_id_from_hash(hash);
     const std::filesystem::path checkpoint_path = ctx.archive.path().string() + ".heal-" + id + ".ckpt";
     PlanEntry healed_entry{parent.name + "+heal", "heal of " + parent_ids[k], parent_yaml, parent.where};

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "model/weights.hpp"
 #include "pipelines/run_config.hpp"
 #include "train/trainer.hpp"
 
@@ -31,5 +32,27 @@ HealSettings read_heal_settings(const RunConfig& config);
 // The canonical text of the training settings that, with the plan and the training tokens, identify a healed
 // model (part of its hash). `grad_groups` is the effective value (it changes float rounding).
 std::string heal_settings_yaml(const HealSettings& settings, int64_t grad_groups);
+
+// The inverse of heal_settings_yaml (what /heal/<id> keeps as settings_yaml): InputError naming `where` when a key
+// is missing or the settings do not print back to `yaml` exactly. train.grad_groups is the recorded value.
+HealSettings heal_settings_from_yaml(const std::string& yaml, const std::string& where);
+
+// The training text of a heal, tokenised (the perplexity protocol's tokenisation, no BOS): its last heldout_tokens
+// are held out (not trained on); sha256 is that of the training token ids (int32 little-endian), part of the id.
+struct HealText {
+  std::vector<int32_t> train, heldout;
+  std::string sha256;
+};
+HealText split_heal_text(std::vector<int32_t> stream, int64_t heldout_tokens);
+
+// The healed model's hash (its plan id is plan_id_from_hash of it): parent's canonical plan YAML, canonical
+// settings, training tokens.
+std::string healed_plan_hash(const std::string& parent_yaml, const std::string& settings_yaml,
+                             const std::string& text_sha256);
+
+// Mean NLL per target token of `tokens` in windows of seq_len (each fed after BOS), by the training forward
+// (NaN when `tokens` is empty): the held-out loss of /heal.
+double mean_window_loss(const ModelConfig& config, const HostWeights& weights, const std::vector<bool>& removed,
+                        const std::vector<int32_t>& tokens, int64_t seq_len);
 
 }  // namespace divprune
