@@ -116,7 +116,9 @@ TEST(CliExport, BadInputExitsTwoAndLeavesNothing) {
   // runs them before loading anything, its own --healed, and a bad plan leaving nothing behind.
   const std::vector<Case> cases = {
       {"--model " + model + " --out " + quote(taken), {taken.string(), "non-empty directory", "--force"}},
-      {"--model " + model + out + " --healed runs/a.h5 p3", {"--healed", "not yet supported"}},
+      {"--model " + model + out + " --healed runs/a.h5 p3", {"--healed needs --tokenizer"}},
+      {"--model " + model + out + " --plan p.yaml --healed runs/a.h5 p3", {"either --plan or --healed"}},
+      {"--model " + model + out + " --tokenizer t.model --healed runs/a.h5 p3", {"the archive", "runs/a.h5"}},
       {"--model " + model + out + " --plan " + quote(tmp / "bad_plan.yaml"), {"bad_plan.yaml", "drop_layers"}},
   };
 
