@@ -16,15 +16,18 @@ namespace divprune {
 namespace {
 
 // Root, /data and /baseline attributes that must agree between the inputs (the plans' metrics are relative to
-// them). Attributes of the run itself (config_yaml, world_size, ...) may differ between array tasks.
+// them), most fundamental first. Attributes of the run itself (config_yaml, world_size, ...) may differ between
+// array tasks.
 struct Identity {
   const char* object;
   const char* attr;
+  bool integer;
 };
-constexpr Identity kStringIdentity[] = {{"/", "model_checksum"}, {"data", "eval_hash"},
-                                        {"baseline", "eval_hash"}, {"baseline", "logprob_mode"}};
-constexpr Identity kIntIdentity[] = {{"/", "schema_version"}, {"baseline", "top_k"}, {"baseline", "vocab_size"},
-                                     {"baseline", "kept_chunks"}, {"baseline", "kept_tokens"}};
+constexpr Identity kIdentity[] = {{"/", "schema_version", true},      {"/", "model_checksum", false},
+                                  {"data", "eval_hash", false},       {"baseline", "eval_hash", false},
+                                  {"baseline", "logprob_mode", false}, {"baseline", "top_k", true},
+                                  {"baseline", "vocab_size", true},   {"baseline", "kept_chunks", true},
+                                  {"baseline", "kept_tokens", true}};
 
 std::string attr_text(const H5File& f, const std::string& object, const std::string& attr, bool integer) {
   if (!f.has_attr(object, attr)) return "(none)";
@@ -61,14 +64,9 @@ void check_input(const H5File& f) {
 
 // The inputs must share schema, model, evaluation data and baseline with the first one.
 void check_same_baseline(const H5File& first, const H5File& f) {
-  for (const Identity& id : kIntIdentity) {
-    const std::string a = attr_text(first, id.object, id.attr, true), b = attr_text(f, id.object, id.attr, true);
-    if (a != b)
-      throw InputError(fmt::format("{}: {}@{} differs from {}: expected {}, found {}", f.path(), id.object, id.attr,
-                                   first.path(), a, b));
-  }
-  for (const Identity& id : kStringIdentity) {
-    const std::string a = attr_text(first, id.object, id.attr, false), b = attr_text(f, id.object, id.attr, false);
+  for (const Identity& id : kIdentity) {
+    const std::string a = attr_text(first, id.object, id.attr, id.integer);
+    const std::string b = attr_text(f, id.object, id.attr, id.integer);
     if (a != b)
       throw InputError(fmt::format("{}: {}@{} differs from {}: expected {}, found {}", f.path(), id.object, id.attr,
                                    first.path(), a, b));

@@ -29,6 +29,12 @@ void expect_same_summary(const fs::path& a, const fs::path& b, const std::string
   }
 }
 
+// The smallest evaluation set of tests/metrics/run_util.hpp that still has every metric: 2 chunks of ctx tokens,
+// 32 kept, 2 prompts.
+std::string small_config(const fs::path& archive, const std::string& plans, int ctx = 32) {
+  return config(archive, plans, ctx, 2, 32, "full", 2);
+}
+
 CommandResult merge(const std::string& args) { return run_cli("merge " + args, 120); }
 
 TEST(CliMerge, WorkerArchivesMergeIntoOne) {
@@ -36,14 +42,21 @@ TEST(CliMerge, WorkerArchivesMergeIntoOne) {
   const fs::path dir = temp_dir();
   const fs::path base = dir / "base.h5", a = dir / "a.h5", b = dir / "b.h5";
   // The baseline once; each worker starts from a copy of it (the array recipe of slurm/array-evaluate.sbatch).
-  ASSERT_EQ(run_config(write_config(dir, "base.yaml", config(base, plan("m10", 0.1))), "--set stages=[baseline]").exit_code, 0);
+  ASSERT_EQ(run_config(write_config(dir, "base.yaml", small_config(base, plan("m10", 0.1))), "--set stages=[baseline]").exit_code, 0);
   fs::copy_file(base, a);
   fs::copy_file(base, b);
   // Two array tasks over one plan list: part 0 of 2 evaluates m10 and m30, part 1 m20 and m40.
   const std::string plans = plan("m10", 0.1) + plan("m20", 0.2) + plan("m30", 0.3) + plan("m40", 0.4);
-  const auto ra = run_config(write_config(dir, "a.yaml", config(a, plans)), "--set evaluate.part=0 --set evaluate.parts=2");
+  // A share outside the parts: refused when the config is read.
+  const auto part_bad = run_config(write_config(dir, "a.yaml", small_config(a, plans)),
+                                   "--set evaluate.part=2 --set evaluate.parts=2");
+  EXPECT_EQ(part_bad.exit_code, 2) << describe(part_bad);
+  EXPECT_EQ(split_lines(part_bad.err).size(), 1u) << part_bad.err;
+  EXPECT_NE(part_bad.err.find("evaluate.part"), std::string::npos) << part_bad.err;
+  EXPECT_NE(part_bad.err.find("must be below evaluate.parts (2), found 2"), std::string::npos) << part_bad.err;
+  const auto ra = run_config(write_config(dir, "a.yaml", small_config(a, plans)), "--set evaluate.part=0 --set evaluate.parts=2");
   ASSERT_EQ(ra.exit_code, 0) << describe(ra);
-  const auto rb = run_config(write_config(dir, "b.yaml", config(b, plans)), "--set evaluate.part=1 --set evaluate.parts=2");
+  const auto rb = run_config(write_config(dir, "b.yaml", small_config(b, plans)), "--set evaluate.part=1 --set evaluate.parts=2");
   ASSERT_EQ(rb.exit_code, 0) << describe(rb);
 
   const fs::path out = dir / "merged.h5";
@@ -84,9 +97,9 @@ TEST(CliMerge, WorkerArchivesMergeIntoOne) {
   EXPECT_EQ(bad.exit_code, 2) << describe(bad);
   EXPECT_NE(last_line(bad.err).find(out.string() + ": exists"), std::string::npos) << bad.err;
 
-  // Another baseline (other evaluation data: ctx 64): refused, naming the file and the attribute.
+  // Another baseline (other evaluation data: ctx 16): refused, naming the file and the attribute.
   const fs::path other = dir / "other.h5";
-  ASSERT_EQ(run_config(write_config(dir, "other.yaml", config(other, plan("m10", 0.1), 64)), "--set stages=[baseline]")
+  ASSERT_EQ(run_config(write_config(dir, "other.yaml", small_config(other, plan("m10", 0.1), 16)), "--set stages=[baseline]")
                 .exit_code,
             0);
   bad = merge("--out " + quote(dir / "x.h5") + " " + quote(a) + " " + quote(other));
@@ -95,6 +108,23 @@ TEST(CliMerge, WorkerArchivesMergeIntoOne) {
   EXPECT_NE(bad.err.find(other.string() + ": data@eval_hash differs from " + a.string() + ": expected "), std::string::npos)
       << bad.err;
   EXPECT_FALSE(fs::exists(dir / "x.h5"));
+
+  // Another model (its checksum, as an archive of tiny-llama2-mha would carry): refused before anything is written.
+  const fs::path other_model = dir / "other-model.h5";
+  fs::copy_file(b, other_model);
+  {
+    H5File f(other_model, H5Mode::ReadWrite);
+    f.set_attr("/", "model_checksum", "sha256:0000");
+    f.close();
+  }
+  bad = merge("--out " + quote(dir / "z.h5") + " " + quote(a) + " " + quote(other_model));
+  EXPECT_EQ(bad.exit_code, 2) << describe(bad);
+  EXPECT_NE(last_line(bad.err).find(other_model.string() + ": /@model_checksum differs from " + a.string() +
+                                    ": expected sha256:"),
+            std::string::npos)
+      << bad.err;
+  EXPECT_NE(last_line(bad.err).find(", found sha256:0000"), std::string::npos) << bad.err;
+  EXPECT_FALSE(fs::exists(dir / "z.h5"));
 
   // The same plan with other metrics: refused.
   {
