@@ -147,7 +147,19 @@ void run_evaluate_stage(StageContext& ctx) {
     if (ctx.config.plans.empty())
       throw InputError(fmt::format("{}: the evaluate stage needs evaluate.plans", ctx.config.file.string()));
   });
-  evaluate_plan_entries(ctx, ctx.config.plans, "evaluate", true);
+  if (ctx.config.plan_parts == 1) {
+    evaluate_plan_entries(ctx, ctx.config.plans, "evaluate", true);
+    return;
+  }
+  // One task of a job array: every plan_parts-th entry from plan_part (the `order` attribute then counts in this share).
+  std::vector<PlanEntry> share;
+  for (size_t i = static_cast<size_t>(ctx.config.plan_part); i < ctx.config.plans.size();
+       i += static_cast<size_t>(ctx.config.plan_parts))
+    share.push_back(ctx.config.plans[i]);
+  if (ctx.topology.is_coordinator())
+    spdlog::info("evaluate: part {} of {}: {} of the {} plan entries", ctx.config.plan_part, ctx.config.plan_parts,
+                 share.size(), ctx.config.plans.size());
+  if (!share.empty()) evaluate_plan_entries(ctx, share, "evaluate", true);
 }
 
 std::vector<std::string> evaluate_plan_entries(StageContext& ctx, const std::vector<PlanEntry>& entries,

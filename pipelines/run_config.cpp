@@ -193,8 +193,12 @@ RunConfig parse_run_config(const std::string& text, const std::filesystem::path&
   if (!c.mc_file.empty() && !c.mc_build_text.empty())
     throw InputError(fmt::format("{}: give either data.multiple_choice.file or .build, not both", name));
 
-  const ConfigNode ev = root["evaluate"].check_keys({"plans", "store_per_token"});
+  const ConfigNode ev = root["evaluate"].check_keys({"plans", "store_per_token", "part", "parts"});
   c.store_per_token = ev.get<bool>("store_per_token", c.store_per_token);
+  c.plan_parts = at_least(ev, "parts", c.plan_parts, 1);
+  c.plan_part = at_least(ev, "part", c.plan_part, 0);
+  if (c.plan_part >= c.plan_parts)
+    ev["part"].fail(fmt::format("must be below evaluate.parts ({}), found {}", c.plan_parts, c.plan_part));
   const ConfigNode plans = ev["plans"];
   if (plans.present() && !plans.is_sequence())
     plans.fail("must be a list of plan files, `base`, or {name, file | plan}");

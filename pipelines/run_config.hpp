@@ -56,6 +56,10 @@ struct RunConfig {
   // evaluate
   std::vector<PlanEntry> plans;
   bool store_per_token = true;
+  // evaluate.part / evaluate.parts: this invocation evaluates only entries part, part + parts, ... (a job array's
+  // share; its archives are combined by `divprune merge`). parts = 1: every entry.
+  int64_t plan_part = 0;
+  int64_t plan_parts = 1;
 };
 
 // One plan entry of a list like evaluate.plans (a plan file, `base`, or {name, file | plan}); `index` names inline

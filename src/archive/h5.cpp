@@ -580,3 +580,42 @@ std::vector<std::string> H5File::attr_names(const std::string& object) const {
 }
 
 }  // namespace divprune
+
+namespace divprune {
+
+void h5_copy_object(const H5File& src, const std::string& name, H5File& dst, const std::string& dst_name) {
+  if (!src.exists(name)) throw InputError(fmt::format("{}: missing \"{}\"", src.path(), name));
+  const std::string what = fmt::format("copy \"{}\" from {}", dst_name, src.path());
+  H5Handle lcpl(io_check_id(H5Pcreate(H5P_LINK_CREATE), dst.path(), what), H5Pclose);
+  io_check(H5Pset_create_intermediate_group(lcpl.id(), 1), dst.path(), what);
+  io_check(H5Ocopy(src.id(), name.c_str(), dst.id(), dst_name.c_str(), H5P_DEFAULT, lcpl.id()), dst.path(), what);
+}
+
+void h5_copy_attributes(const H5File& src, const std::string& name, H5File& dst, const std::string& dst_name) {
+  const std::string what = fmt::format("copy attributes of \"{}\" from {}", name, src.path());
+  for (const std::string& attr_name : src.attr_names(name)) {
+    H5Handle attr(H5Aopen_by_name(src.id(), name.c_str(), attr_name.c_str(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+    read_check(attr.id() < 0 ? -1 : 0, src.path(), what);
+    H5Handle type(H5Aget_type(attr.id()), H5Tclose);
+    H5Handle space(H5Aget_space(attr.id()), H5Sclose);
+    read_check(type.id() < 0 || space.id() < 0 ? -1 : 0, src.path(), what);
+    const hssize_t n = H5Sget_simple_extent_npoints(space.id());
+    read_check(n < 0 ? -1 : 0, src.path(), what);
+    std::vector<unsigned char> buffer(static_cast<size_t>(n) * H5Tget_size(type.id()) + 1);
+    read_check(H5Aread(attr.id(), type.id(), buffer.data()), src.path(), what);
+    H5Handle obj = open_object(dst.id(), dst_name, dst.path());
+    const htri_t there = H5Aexists(obj.id(), attr_name.c_str());
+    io_check(there, dst.path(), what);
+    if (there > 0) io_check(H5Adelete(obj.id(), attr_name.c_str()), dst.path(), what);
+    H5Handle out(io_check_id(H5Acreate2(obj.id(), attr_name.c_str(), type.id(), space.id(), H5P_DEFAULT, H5P_DEFAULT),
+                             dst.path(), what),
+                 H5Aclose);
+    const herr_t written = H5Awrite(out.id(), type.id(), buffer.data());
+    // Variable-length strings were read as pointers HDF5 allocated: free them whatever the write did.
+    if (H5Tis_variable_str(type.id()) > 0) H5Dvlen_reclaim(type.id(), space.id(), H5P_DEFAULT, buffer.data());
+    io_check(written, dst.path(), what);
+    io_check(out.close(), dst.path(), what);
+  }
+}
+
+}  // namespace divprune

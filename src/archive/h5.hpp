@@ -130,4 +130,11 @@ class H5File {
   std::string path_;
 };
 
+// Copies object `name` of `src` (a group with everything under it, or a dataset, attributes included) to `dst_name`
+// of `dst`, creating intermediate groups (H5Ocopy). InputError when `src` lacks it; IoError when the copy fails.
+void h5_copy_object(const H5File& src, const std::string& name, H5File& dst, const std::string& dst_name);
+// Copies every attribute of object `name` of `src` onto object `dst_name` of `dst` (same types), replacing any of
+// the same name.
+void h5_copy_attributes(const H5File& src, const std::string& name, H5File& dst, const std::string& dst_name);
+
 }  // namespace divprune

@@ -49,5 +49,6 @@ std::unique_ptr<Command> make_perplexity_command();
 std::unique_ptr<Command> make_demo_command();
 std::unique_ptr<Command> make_run_command();
 std::unique_ptr<Command> make_export_command();
+std::unique_ptr<Command> make_merge_command();
 
 }  // namespace divprune

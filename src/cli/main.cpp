@@ -67,6 +67,8 @@ int main(int argc, char** argv) {
       "Write a model (with --plan: its compressed working copy) as a Hugging Face Llama directory (config.json, "
       "safetensors)",
       make_export_command(), false);
+  add("merge", "Combine the worker archives of a job array (same model and baseline) into one archive",
+      make_merge_command(), false);
   add("demo", "Smoke test without assets: write a synthetic model, show its info, a generation and a perplexity",
       make_demo_command(), true);
 
