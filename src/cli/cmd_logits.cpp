@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <functional>
+#include <unistd.h>
 
 #include "archive/h5.hpp"
 #include "cli/calibration_option.hpp"
@@ -18,6 +21,23 @@
 namespace divprune {
 
 namespace {
+
+// Writes `path` through `write` under a temporary name beside it (PATH.partial-PID) and renames it to `path` only
+// when `write` returned: a write that fails (a full disk, a kill) never leaves a file at `path` that looks
+// complete, e.g. a full-shape logits dataset of zeros. On failure the temporary file is removed.
+void write_complete_file(const std::string& path, const std::function<void(const std::string&)>& write) {
+  const std::string partial = fmt::format("{}.partial-{}", path, ::getpid());
+  try {
+    write(partial);
+    std::error_code ec;
+    std::filesystem::rename(partial, path, ec);
+    if (ec) throw IoError(fmt::format("{}: cannot rename the written {} to it: {}", path, partial, ec.message()));
+  } catch (...) {
+    std::error_code ignored;
+    std::filesystem::remove(partial, ignored);
+    throw;
+  }
+}
 
 class LogitsCommand final : public Command {
  public:
@@ -81,8 +101,11 @@ class LogitsCommand final : public Command {
                                      input_, model_, plan_.empty() ? "" : " with the plan " + plan_, *bad,
                                      i / (seq * vocab), i / vocab % seq, out_));
       }
-      H5File out(out_, H5Mode::Truncate);
-      out.write_float("logits", {batch, seq, vocab}, all.data(), 1);
+      write_complete_file(out_, [&](const std::string& path) {
+        H5File out(path, H5Mode::Truncate);
+        out.write_float("logits", {batch, seq, vocab}, all.data(), 1);
+        out.close();  // a failed close (full disk) must throw here, before the rename
+      });
       spdlog::info("wrote logits [{}, {}, {}] to {}", batch, seq, vocab, out_);
     });
     return 0;

@@ -88,7 +88,7 @@ ModelConfig parse_hf_config_text(const std::string& text, const std::string& sou
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e400
     throw InputError(fmt::format("{}: malformed JSON: {}", source, e.what()));
   }
   if (!j.is_object()) throw InputError(fmt::format("{}: expected a JSON object", source));

@@ -50,7 +50,7 @@ class HfCheckpoint final : public Checkpoint {
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // also out_of_range: a number like 1e400
       throw InputError(fmt::format("{}: malformed JSON: {}", index.string(), e.what()));
     }
     if (!j.contains("weight_map") || !j["weight_map"].is_object())

@@ -82,7 +82,7 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(header_text, header_text + header_len);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // also out_of_range: a number like 1e400
     throw InputError(fmt::format("{}: malformed safetensors header: {}", where, e.what()));
   }
   if (!header.is_object()) throw InputError(fmt::format("{}: safetensors header is not a JSON object", where));
