@@ -88,7 +88,8 @@ RunConfig parse_run_config(const std::string& text, const std::filesystem::path&
                    "space", "sample", "train", "search",  // pipelines/search_common.hpp
                    "sensitivity",                          // pipelines/sensitivity.cpp
                    "heldout",                              // pipelines/heldout.cpp
-                   "baselines"});                          // pipelines/baselines.cpp
+                   "baselines",                            // pipelines/baselines.cpp
+                   "calibration"});                        // pipelines/run_calibration.hpp
   // Absolute: a substituted path is resolved against the configuration's directory once more.
   std::filesystem::path assets = root.get_path("assets");
   if (!assets.empty()) root = root.with_variable("assets", std::filesystem::absolute(assets).lexically_normal().string());
@@ -150,6 +151,26 @@ RunConfig parse_run_config(const std::string& text, const std::filesystem::path&
   }
   if (!c.mc_file.empty() && !c.mc_build_text.empty())
     throw InputError(fmt::format("{}: give either data.multiple_choice.file or .build, not both", name));
+
+  const ConfigNode cal = root["calibration"].check_keys({"text", "sequences", "length", "seed", "mode"});
+  if (cal.present()) {
+    c.calibration_text = cal.get_path("text");
+    if (c.calibration_text.empty()) throw InputError(fmt::format("{}: calibration.text is required", name));
+    c.calibration_sequences = at_least(cal, "sequences", c.calibration_sequences, 1);
+    c.calibration_length = at_least(cal, "length", c.calibration_length, 0);
+    c.calibration_seed = cal.get<uint64_t>("seed", c.calibration_seed);
+    c.calibration_mode = cal.get<std::string>("mode", c.calibration_mode);
+    if (c.calibration_mode != "cached" && c.calibration_mode != "sequential")
+      cal["mode"].fail(fmt::format("expected cached or sequential, found \"{}\"", c.calibration_mode));
+    // Calibrating on the evaluation text would let the operators fit the very tokens they are scored on.
+    std::error_code ec;
+    if (!c.ppl_text.empty() &&
+        (std::filesystem::equivalent(c.calibration_text, c.ppl_text, ec) ||
+         std::filesystem::absolute(c.calibration_text).lexically_normal() ==
+             std::filesystem::absolute(c.ppl_text).lexically_normal()))
+      cal["text"].fail(fmt::format("the calibration text must not be the evaluation text data.perplexity.text ({})",
+                                   c.ppl_text.string()));
+  }
 
   const ConfigNode ev = root["evaluate"].check_keys({"plans", "store_per_token"});
   c.store_per_token = ev.get<bool>("store_per_token", c.store_per_token);

@@ -53,6 +53,13 @@ struct RunConfig {
   NextSentenceOptions mc_build;
   int64_t mc_max_items = 0;            // 0: every item of the file
 
+  // calibration (issue 16): the statistics of the calibrated operators (wanda, sparsegpt, gptq), configs/README.md
+  std::filesystem::path calibration_text;  // empty: no calibration section (calibrated plans are refused)
+  int64_t calibration_sequences = 128;
+  int64_t calibration_length = 0;          // 0: the model's context, at most 2048 tokens
+  uint64_t calibration_seed = 0;
+  std::string calibration_mode = "cached"; // cached | sequential (compress/calibration.hpp)
+
   // evaluate
   std::vector<PlanEntry> plans;
   bool store_per_token = true;

@@ -17,6 +17,7 @@
 #include <set>
 
 #include "core/sha256.hpp"
+#include "pipelines/run_calibration.hpp"
 #include "pipelines/search_common.hpp"
 
 namespace divprune {
@@ -104,7 +105,7 @@ void run_search_stage(StageContext& ctx) {
       for (const ScoredPlan& sp : population) {
         candidates.push_back(sp.plan);
         const PlanEntry e = plan_entry("candidate", "search", sp.plan);
-        eligible.push_back(known.insert(plan_id_from_hash(sha256_hex(e.yaml))).second);
+        eligible.push_back(known.insert(plan_id_from_hash(plan_hash(ctx, sp.plan, e.yaml, "search"))).second);
       }
       FeatureMatrix plan_rows{candidates.size(), static_cast<size_t>(plan_feature_count(model)), {}};
       for (const CompressionPlan& c : candidates) {
