@@ -138,7 +138,7 @@ RunConfig parse_run_config(const std::string& text, const std::filesystem::path&
   c.mc_file = mc.get_path("file");
   c.mc_max_items = at_least(mc, "max_items", c.mc_max_items, 0);
   const ConfigNode b =
-      mc["build"].check_keys({"text", "items", "choices", "context_sentences", "min_words", "max_words", "seed"});
+      mc["build"].check_keys({"kind", "text", "items", "choices", "context_sentences", "min_words", "max_words", "seed"});
   if (b.present()) {
     c.mc_build_text = b.get_path("text");
     if (c.mc_build_text.empty()) throw InputError(fmt::format("{}: data.multiple_choice.build.text is required", name));
@@ -148,6 +148,9 @@ RunConfig parse_run_config(const std::string& text, const std::filesystem::path&
     c.mc_build.min_words = at_least(b, "min_words", c.mc_build.min_words, 1);
     c.mc_build.max_words = at_least(b, "max_words", c.mc_build.max_words, 1);
     c.mc_build.seed = b.get<uint64_t>("seed", c.mc_build.seed);
+    c.mc_build_kind = b.get<std::string>("kind", c.mc_build_kind);
+    if (c.mc_build_kind != "next_sentence" && c.mc_build_kind != "cloze")
+      b["kind"].fail(fmt::format("expected next_sentence or cloze, found \"{}\"", c.mc_build_kind));
   }
   if (!c.mc_file.empty() && !c.mc_build_text.empty())
     throw InputError(fmt::format("{}: give either data.multiple_choice.file or .build, not both", name));

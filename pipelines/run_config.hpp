@@ -51,6 +51,7 @@ struct RunConfig {
   std::filesystem::path mc_file;
   std::filesystem::path mc_build_text;
   NextSentenceOptions mc_build;
+  std::string mc_build_kind = "next_sentence";  // next_sentence | cloze (metrics/cloze_task.hpp)
   int64_t mc_max_items = 0;            // 0: every item of the file
 
   // calibration (issue 16): the statistics of the calibrated operators (wanda, sparsegpt, gptq), configs/README.md
