@@ -16,6 +16,7 @@
 #include "core/errors.hpp"
 #include "core/progress.hpp"
 #include "metrics/base_logprobs.hpp"
+#include "metrics/cloze_task.hpp"
 #include "metrics/corpus.hpp"
 #include "metrics/eval_units.hpp"
 #include "metrics/teacher_forced.hpp"
@@ -69,7 +70,9 @@ EvalSet build_eval_set(const RunConfig& c, const ModelConfig& model) {
   set.continuation = set.prompts.empty() ? 0 : c.continuation;
   std::vector<McItem> items;
   if (!c.mc_file.empty()) items = read_mc_jsonl(c.mc_file);
-  if (!c.mc_build_text.empty()) items = build_next_sentence_task(c.mc_build_text, c.mc_build);
+  if (!c.mc_build_text.empty())
+    items = c.mc_build_kind == "cloze" ? build_cloze_task(c.mc_build_text, c.mc_build)
+                                      : build_next_sentence_task(c.mc_build_text, c.mc_build);
   if (c.mc_max_items > 0 && static_cast<int64_t>(items.size()) > c.mc_max_items) items.resize(static_cast<size_t>(c.mc_max_items));
   for (const McItem& item : items) {
     set.mc_context.push_back(tok().encode(item.context));

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <set>
 
@@ -22,6 +23,7 @@
 #include "metrics/divergence.hpp"
 #include "metrics/eval_units.hpp"
 #include "metrics/teacher_forced.hpp"
+#include "pipelines/run_calibration.hpp"
 #include "pipelines/stage.hpp"
 
 namespace divprune {
@@ -76,12 +78,12 @@ BaseLogprobSlices load_base_logprobs(const RunArchive& archive, const EvalSet& s
 }
 
 // One plan on this replica: apply, then every chunk / prompt / item. Collective over the tp group.
-PlanOutputs evaluate_plan(ModelReplica& replica, const ValidatedPlan& plan, const EvalSet& set,
-                          const std::vector<int32_t>& continuation, const BaseLogprobSlices& base,
+PlanOutputs evaluate_plan(ModelReplica& replica, RunCalibration& calibration, const ValidatedPlan& plan,
+                          const EvalSet& set, const std::vector<int32_t>& continuation, const BaseLogprobSlices& base,
                           const std::function<void()>& between, const std::function<void()>& install) {
   const auto start = std::chrono::steady_clock::now();
   if (install) install();  // other weights than the plan applied (the heal stage's healed models)
-  else apply_plan(plan, replica.pristine(), replica.model());
+  else calibration.apply(plan, replica);  // calibrated operators: with the run's calibration (pipelines/run_calibration.hpp)
   const int32_t bos = replica.config().bos_id;
   const int64_t prompts = static_cast<int64_t>(set.prompts.size()), n = set.continuation;
   PlanOutputs out;
@@ -174,14 +176,15 @@ std::vector<std::string> evaluate_plan_entries(StageContext& ctx, const std::vec
   world_step([&] {
     for (size_t i = 0; i < entries.size(); ++i) {
       const PlanEntry& e = entries[i];
-      ValidatedPlan plan = parse_plan(e.yaml, model_config, e.source == "inline" ? e.where : e.source, topo.tp);
-      // Until the run config has a calibration section (issue 16), stages take the uncalibrated operators only.
-      if (plan.plan().uses_calibrated_operators())
-        throw InputError(fmt::format("{}: wanda, sparsegpt, gptq and rtn are not available in `divprune run` yet; "
-                                     "evaluate such plans with `divprune perplexity|logits --plan FILE --calibration "
-                                     "TEXT`", e.source == "inline" ? e.where : e.source));
+      const std::string where = e.source == "inline" ? e.where : e.source;
+      ValidatedPlan plan = parse_plan(e.yaml, model_config, where, topo.tp);
+      if (plan.plan().uses_calibrated_operators() && !calibrated_features(ctx.config))
+        throw InputError(fmt::format("{}: the plan uses wanda, sparsegpt, gptq or rtn: give the run configuration {} a "
+                                     "`calibration:` section (configs/README.md)", where, ctx.config.file.string()));
       std::string yaml = plan_to_yaml(canonical_plan(plan.plan()));
-      std::string hash = override_weights ? override_weights->hashes.at(i) : sha256_hex(yaml);
+      // Calibrated plans: the calibration is part of the identity (pipelines/run_calibration.hpp); healed models
+      // carry their own hash.
+      std::string hash = override_weights ? override_weights->hashes.at(i) : plan_hash(ctx, plan.plan(), yaml, where);
       std::string id = plan_id_from_hash(hash);
       plans.push_back(ParsedPlan{e, std::move(plan), std::move(yaml), std::move(hash), std::move(id)});
     }
@@ -218,7 +221,7 @@ std::vector<std::string> evaluate_plan_entries(StageContext& ctx, const std::vec
       }
       pending.push_back(static_cast<int64_t>(i));
     }
-    ctx.archive.write_feature_names(plan_feature_names(model_config));
+    ctx.archive.write_feature_names(plan_feature_names(model_config, calibrated_features(ctx.config)));
     spdlog::info("{}: {} plans, {} already complete, {} to evaluate on {} replica(s) x tp {}", stage, seen.size(),
                  complete, pending.size(), topo.replicas, topo.tp);
   });
@@ -234,6 +237,11 @@ std::vector<std::string> evaluate_plan_entries(StageContext& ctx, const std::vec
   std::vector<int32_t> continuation = base.continuation;
   broadcast_vector(continuation);
   const BaseLogprobSlices slices = load_base_logprobs(ctx.archive, set, topo, layout, model_config.vocab_size);
+  // Calibration statistics (cached mode) once per run, on every rank, before the first calibrated plan.
+  RunCalibration& calibration = run_calibration(ctx);
+  if (std::any_of(pending.begin(), pending.end(),
+                  [&](int64_t i) { return plans[static_cast<size_t>(i)].plan.plan().needs_calibration(); }))
+    calibration.prepare(ctx.replica);
 
   int64_t archived = 0;
   // Done / total, rate and ETA every 30 s (a sweep of hundreds of plans runs for hours on a cluster).
@@ -255,7 +263,7 @@ std::vector<std::string> evaluate_plan_entries(StageContext& ctx, const std::vec
     const PlanSize size = plan_size(p.plan.plan(), model_config);
     record.sparsity = size.sparsity;
     record.parameters = size.parameters;
-    record.features = plan_features(p.plan.plan(), model_config);
+    record.features = plan_features(p.plan.plan(), model_config, calibrated_features(ctx.config));
     record.per_token = ctx.config.store_per_token;
     ctx.archive.write_plan(record, set, outputs, cmp);
     note_progress();  // an interrupted run that archived a plan made progress (core/stop_signal.hpp)
@@ -277,7 +285,7 @@ std::vector<std::string> evaluate_plan_entries(StageContext& ctx, const std::vec
     std::function<void()> install;
     if (override_weights) install = [&] { override_weights->install(ctx.replica, entry); };
     PlanOutputs outputs =
-        evaluate_plan(ctx.replica, p.plan, set, continuation, slices, [&] { queue.poll(); }, install);
+        evaluate_plan(ctx.replica, calibration, p.plan, set, continuation, slices, [&] { queue.poll(); }, install);
     queue.submit(*item, topo.is_replica_leader() ? serialize(outputs) : Bytes{});
   }
   queue.finish();

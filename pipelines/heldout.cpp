@@ -27,6 +27,7 @@
 #include "core/input_file.hpp"
 #include "metrics/bootstrap.hpp"
 #include "model/tokenizer.hpp"
+#include "pipelines/run_calibration.hpp"
 #include "pipelines/search_common.hpp"
 #include "pipelines/stage.hpp"
 
@@ -221,6 +222,8 @@ void run_heldout_stage(StageContext& ctx) {
 
   // The held-out baseline and plans: the ordinary stages on the sub-archive.
   StageContext sub{settings.data, topo, ctx.replica, held, ctx.run_index};
+  run_calibration(ctx);
+  sub.calibration = ctx.calibration;  // the run's calibration and cached statistics: held-out ids equal selection ids
   run_baseline_stage(sub);
   const std::vector<std::string> ids = evaluate_plan_entries(sub, entries, "heldout", false);
 

@@ -130,7 +130,8 @@ RunConfig parse_run_config(const std::string& text, const std::filesystem::path&
                    "sensitivity",                          // pipelines/sensitivity.cpp
                    "heldout",                              // pipelines/heldout.cpp
                    "baselines",                            // pipelines/baselines.cpp
-                   "heal"});                               // pipelines/heal.cpp
+                   "heal",                                 // pipelines/heal.cpp
+                   "calibration"});                        // pipelines/run_calibration.hpp
   // Absolute: a substituted path is resolved against the configuration's directory once more.
   std::filesystem::path assets = root.get_path("assets");
   if (!assets.empty()) root = root.with_variable("assets", std::filesystem::absolute(assets).lexically_normal().string());
@@ -179,7 +180,7 @@ RunConfig parse_run_config(const std::string& text, const std::filesystem::path&
   c.mc_file = mc.get_path("file");
   c.mc_max_items = at_least(mc, "max_items", c.mc_max_items, 0);
   const ConfigNode b =
-      mc["build"].check_keys({"text", "items", "choices", "context_sentences", "min_words", "max_words", "seed"});
+      mc["build"].check_keys({"kind", "text", "items", "choices", "context_sentences", "min_words", "max_words", "seed"});
   if (b.present()) {
     c.mc_build_text = b.get_path("text");
     if (c.mc_build_text.empty()) throw InputError(fmt::format("{}: data.multiple_choice.build.text is required", name));
@@ -189,9 +190,32 @@ RunConfig parse_run_config(const std::string& text, const std::filesystem::path&
     c.mc_build.min_words = at_least(b, "min_words", c.mc_build.min_words, 1);
     c.mc_build.max_words = at_least(b, "max_words", c.mc_build.max_words, 1);
     c.mc_build.seed = b.get<uint64_t>("seed", c.mc_build.seed);
+    c.mc_build_kind = b.get<std::string>("kind", c.mc_build_kind);
+    if (c.mc_build_kind != "next_sentence" && c.mc_build_kind != "cloze")
+      b["kind"].fail(fmt::format("expected next_sentence or cloze, found \"{}\"", c.mc_build_kind));
   }
   if (!c.mc_file.empty() && !c.mc_build_text.empty())
     throw InputError(fmt::format("{}: give either data.multiple_choice.file or .build, not both", name));
+
+  const ConfigNode cal = root["calibration"].check_keys({"text", "sequences", "length", "seed", "mode"});
+  if (cal.present()) {
+    c.calibration_text = cal.get_path("text");
+    if (c.calibration_text.empty()) throw InputError(fmt::format("{}: calibration.text is required", name));
+    c.calibration_sequences = at_least(cal, "sequences", c.calibration_sequences, 1);
+    c.calibration_length = at_least(cal, "length", c.calibration_length, 0);
+    c.calibration_seed = cal.get<uint64_t>("seed", c.calibration_seed);
+    c.calibration_mode = cal.get<std::string>("mode", c.calibration_mode);
+    if (c.calibration_mode != "cached" && c.calibration_mode != "sequential")
+      cal["mode"].fail(fmt::format("expected cached or sequential, found \"{}\"", c.calibration_mode));
+    // Calibrating on the evaluation text would let the operators fit the very tokens they are scored on.
+    std::error_code ec;
+    if (!c.ppl_text.empty() &&
+        (std::filesystem::equivalent(c.calibration_text, c.ppl_text, ec) ||
+         std::filesystem::absolute(c.calibration_text).lexically_normal() ==
+             std::filesystem::absolute(c.ppl_text).lexically_normal()))
+      cal["text"].fail(fmt::format("the calibration text must not be the evaluation text data.perplexity.text ({})",
+                                   c.ppl_text.string()));
+  }
 
   const ConfigNode ev = root["evaluate"].check_keys({"plans", "store_per_token", "part", "parts"});
   c.store_per_token = ev.get<bool>("store_per_token", c.store_per_token);

@@ -51,7 +51,15 @@ struct RunConfig {
   std::filesystem::path mc_file;
   std::filesystem::path mc_build_text;
   NextSentenceOptions mc_build;
+  std::string mc_build_kind = "next_sentence";  // next_sentence | cloze (metrics/cloze_task.hpp)
   int64_t mc_max_items = 0;            // 0: every item of the file
+
+  // calibration (issue 16): the statistics of the calibrated operators (wanda, sparsegpt, gptq), configs/README.md
+  std::filesystem::path calibration_text;  // empty: no calibration section (calibrated plans are refused)
+  int64_t calibration_sequences = 128;
+  int64_t calibration_length = 0;          // 0: the model's context, at most 2048 tokens
+  uint64_t calibration_seed = 0;
+  std::string calibration_mode = "cached"; // cached | sequential (compress/calibration.hpp)
 
   // evaluate
   std::vector<PlanEntry> plans;

@@ -17,6 +17,7 @@
 #include <set>
 
 #include "core/sha256.hpp"
+#include "pipelines/run_calibration.hpp"
 #include "pipelines/search_common.hpp"
 
 namespace divprune {
@@ -70,7 +71,7 @@ void run_search_stage(StageContext& ctx) {
       std::set<std::string> known;
       for (const Pair& p : pairs) {
         known.insert(p.id);
-        CompressionPlan plan = plan_from_features(p.features, model);
+        CompressionPlan plan = plan_from_features(p.features, model, s.calibrated_features);
         if (sampler.fits(plan)) seeds.push_back(std::move(plan));
       }
       EvolutionParams params = s.evolution;
@@ -81,11 +82,11 @@ void run_search_stage(StageContext& ctx) {
       if (s.acquisition.mode == AcquisitionMode::Ucb) {
         std::vector<double> y;
         for (const Pair& p : pairs) y.push_back(p.value);
-        ensemble = PredictorEnsemble::train(feature_matrix(pairs, model, s.aggregate_features), y, s.predictor,
+        ensemble = PredictorEnsemble::train(feature_matrix(pairs, model, s.aggregate_features, s.calibrated_features), y, s.predictor,
                                             s.acquisition.boosters);
       }
       const auto scorer = [&](const std::vector<CompressionPlan>& plans) {
-        const FeatureMatrix x = feature_matrix(plans, model, s.aggregate_features);
+        const FeatureMatrix x = feature_matrix(plans, model, s.aggregate_features, s.calibrated_features);
         if (!ensemble) {
           std::vector<double> y = predictor->predict(x);
           for (double& v : y) v *= sign;
@@ -104,11 +105,11 @@ void run_search_stage(StageContext& ctx) {
       for (const ScoredPlan& sp : population) {
         candidates.push_back(sp.plan);
         const PlanEntry e = plan_entry("candidate", "search", sp.plan);
-        eligible.push_back(known.insert(plan_id_from_hash(sha256_hex(e.yaml))).second);
+        eligible.push_back(known.insert(plan_id_from_hash(plan_hash(ctx, sp.plan, e.yaml, "search"))).second);
       }
       FeatureMatrix plan_rows{candidates.size(), static_cast<size_t>(plan_feature_count(model)), {}};
       for (const CompressionPlan& c : candidates) {
-        const std::vector<float> f = plan_features(c, model);
+        const std::vector<float> f = plan_features(c, model, s.calibrated_features);
         plan_rows.values.insert(plan_rows.values.end(), f.begin(), f.end());
       }
       const std::vector<size_t> picks =
@@ -117,7 +118,7 @@ void run_search_stage(StageContext& ctx) {
       if (ensemble && !picks.empty()) {
         std::vector<CompressionPlan> picked_plans;
         for (size_t i : picks) picked_plans.push_back(candidates[i]);
-        const PredictorEnsemble::Prediction p = ensemble->predict(feature_matrix(picked_plans, model, s.aggregate_features));
+        const PredictorEnsemble::Prediction p = ensemble->predict(feature_matrix(picked_plans, model, s.aggregate_features, s.calibrated_features));
         predicted = p.mean;
         std_of_pick = p.std;
       } else {

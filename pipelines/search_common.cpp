@@ -5,6 +5,7 @@
 #include <set>
 
 #include "core/errors.hpp"
+#include "pipelines/run_calibration.hpp"
 #include "search/predictor_features.hpp"
 
 namespace divprune {
@@ -22,7 +23,7 @@ SearchSettings read_search_settings(const RunConfig& c, const ModelConfig& model
   s.space.sparsity_levels = space.get("sparsity_levels", s.space.sparsity_levels);
   if (space["methods"].present()) {
     s.space.methods.clear();
-    for (const ConfigNode& n : space["methods"].elements()) s.space.methods.push_back(n.as_enum(kUncalibratedPruneMethodNames));  // calibrated: issue 16, later
+    for (const ConfigNode& n : space["methods"].elements()) s.space.methods.push_back(n.as_enum(kPruneMethodNames));
   }
   if (space["components"].present()) {
     s.space.components.clear();
@@ -44,6 +45,7 @@ SearchSettings read_search_settings(const RunConfig& c, const ModelConfig& model
   s.predictor.eta = train.get("eta", s.predictor.eta);
   s.predictor.seed = train.get("seed", s.predictor.seed);
   s.aggregate_features = train.get("aggregate_features", s.aggregate_features);
+  s.calibrated_features = calibrated_features(c);
   s.rounds = search.get("rounds", s.rounds);
   s.evaluate_per_round = search.get("evaluate", s.evaluate_per_round);
   s.evolution.generations = search.get("generations", s.evolution.generations);
@@ -105,12 +107,12 @@ namespace {
 // One predictor row (predictor_row) per item, from the plan features `features_of(item)` returns.
 template <typename Item, typename FeaturesOf>
 FeatureMatrix predictor_rows(const std::vector<Item>& items, FeaturesOf features_of, const ModelConfig& model,
-                             bool aggregates) {
+                             bool aggregates, bool calibrated) {
   FeatureMatrix x;
   x.rows = items.size();
-  x.cols = predictor_feature_names(model, aggregates).size();
+  x.cols = predictor_feature_names(model, aggregates, calibrated).size();
   for (const Item& item : items) {
-    const std::vector<float> row = predictor_row(features_of(item), model, aggregates);
+    const std::vector<float> row = predictor_row(features_of(item), model, aggregates, calibrated);
     x.values.insert(x.values.end(), row.begin(), row.end());
   }
   return x;
@@ -118,12 +120,14 @@ FeatureMatrix predictor_rows(const std::vector<Item>& items, FeaturesOf features
 
 }  // namespace
 
-FeatureMatrix feature_matrix(const std::vector<Pair>& pairs, const ModelConfig& model, bool aggregates) {
-  return predictor_rows(pairs, [](const Pair& p) { return p.features; }, model, aggregates);
+FeatureMatrix feature_matrix(const std::vector<Pair>& pairs, const ModelConfig& model, bool aggregates, bool calibrated) {
+  return predictor_rows(pairs, [](const Pair& p) { return p.features; }, model, aggregates, calibrated);
 }
 
-FeatureMatrix feature_matrix(const std::vector<CompressionPlan>& plans, const ModelConfig& model, bool aggregates) {
-  return predictor_rows(plans, [&](const CompressionPlan& p) { return plan_features(p, model); }, model, aggregates);
+FeatureMatrix feature_matrix(const std::vector<CompressionPlan>& plans, const ModelConfig& model, bool aggregates,
+                             bool calibrated) {
+  return predictor_rows(
+      plans, [&](const CompressionPlan& p) { return plan_features(p, model, calibrated); }, model, aggregates, calibrated);
 }
 
 PlanEntry plan_entry(const std::string& name, const std::string& source, const CompressionPlan& plan) {
@@ -167,8 +171,9 @@ PredictorScores train_and_store(RunArchive& archive, const std::vector<Pair>& pa
   if (pairs.size() < 4)
     throw InputError(fmt::format("train: {} evaluated plans in the archive, at least 4 are needed (run `sample` first)",
                                  pairs.size()));
-  const FeatureMatrix x = feature_matrix(pairs, model_config, s.aggregate_features);
-  const std::vector<std::string> feature_names = predictor_feature_names(model_config, s.aggregate_features);
+  const FeatureMatrix x = feature_matrix(pairs, model_config, s.aggregate_features, s.calibrated_features);
+  const std::vector<std::string> feature_names =
+      predictor_feature_names(model_config, s.aggregate_features, s.calibrated_features);
   std::vector<double> y;
   for (const Pair& p : pairs) y.push_back(p.value);
   const size_t folds = std::min<size_t>(static_cast<size_t>(s.folds), pairs.size());

@@ -53,6 +53,8 @@ struct SearchSettings {
   SearchObjective objective = kSearchObjectives[0];  // mean_fdt (maximised), mean_kl or perplexity (minimised)
   PredictorParams predictor;
   bool aggregate_features = true;      // search/predictor_features.hpp
+  // The run has a `calibration:` section: plan features in the calibrated layout (pipelines/run_calibration.hpp).
+  bool calibrated_features = false;
   int64_t folds = 5;
   // search
   int64_t rounds = 2;
@@ -75,8 +77,11 @@ std::vector<Pair> read_pairs(const RunArchive& archive, const SearchObjective& o
 // no complete sample stage. Coordinator only.
 std::vector<std::string> search_pool_ids(const RunArchive& archive);
 // Predictor inputs (search/predictor_features.hpp: the plan features and their aggregates) of pairs and of plans.
-FeatureMatrix feature_matrix(const std::vector<Pair>& pairs, const ModelConfig& model, bool aggregates);
-FeatureMatrix feature_matrix(const std::vector<CompressionPlan>& plans, const ModelConfig& model, bool aggregates);
+// `calibrated`: the calibrated feature layout (SearchSettings::calibrated_features).
+FeatureMatrix feature_matrix(const std::vector<Pair>& pairs, const ModelConfig& model, bool aggregates,
+                             bool calibrated = false);
+FeatureMatrix feature_matrix(const std::vector<CompressionPlan>& plans, const ModelConfig& model, bool aggregates,
+                             bool calibrated = false);
 
 // A plan as an evaluate entry (canonical YAML).
 PlanEntry plan_entry(const std::string& name, const std::string& source, const CompressionPlan& plan);

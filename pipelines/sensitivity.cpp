@@ -38,9 +38,10 @@ SensitivitySettings read_sensitivity_settings(const RunConfig& c, const ModelCon
   if (!std::is_sorted(s.steps.begin(), s.steps.end()) || std::adjacent_find(s.steps.begin(), s.steps.end()) != s.steps.end())
     steps.fail("must be strictly increasing");
   s.method = node.get_enum("method", kPruneMethodNames, s.method);
-  if (s.method != PruneMethod::Magnitude && s.method != PruneMethod::MagnitudeRow)
-    node["method"].fail(fmt::format("\"{}\" is not magnitude or magnitude_row (the methods every component accepts "
-                                    "at any step)", prune_method_name(s.method)));
+  if (s.method != PruneMethod::Magnitude && s.method != PruneMethod::MagnitudeRow && s.method != PruneMethod::Wanda &&
+      s.method != PruneMethod::SparseGpt)
+    node["method"].fail(fmt::format("\"{}\" is not magnitude, magnitude_row, wanda or sparsegpt (the methods every "
+                                    "component accepts at any step)", prune_method_name(s.method)));
   if (const ConfigNode components = node["components"]; components.present()) {
     s.components.clear();
     for (const ConfigNode& name : components.elements()) s.components.push_back(name.as_enum(kComponentNames));

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -21,12 +22,16 @@
 
 namespace divprune {
 
+class RunCalibration;  // pipelines/run_calibration.hpp
+
 struct StageContext {
   const RunConfig& config;
   const Topology& topology;
   ModelReplica& replica;
   RunArchive& archive;
   int64_t run_index = 0;   // this invocation's index in /runs
+  // The run's calibration (cached statistics kept across stages), created on first use: run_calibration().
+  std::shared_ptr<RunCalibration> calibration = nullptr;
 };
 
 using StageFunction = std::function<void(StageContext&)>;

@@ -9,8 +9,8 @@
 
 namespace divprune {
 
-std::vector<std::string> predictor_feature_names(const ModelConfig& config, bool aggregates) {
-  std::vector<std::string> names = plan_feature_names(config);
+std::vector<std::string> predictor_feature_names(const ModelConfig& config, bool aggregates, bool calibrated) {
+  std::vector<std::string> names = plan_feature_names(config, calibrated);
   if (!aggregates) return names;
   for (int64_t l = 0; l < config.num_layers; ++l) names.push_back(fmt::format("layer{}.linear_sparsity", l));
   for (Component c : kAllComponents) names.push_back(fmt::format("{}.mean_sparsity", component_name(c)));
@@ -19,10 +19,12 @@ std::vector<std::string> predictor_feature_names(const ModelConfig& config, bool
   return names;
 }
 
-std::vector<float> predictor_row(std::span<const float> features, const ModelConfig& config, bool aggregates) {
+std::vector<float> predictor_row(std::span<const float> features, const ModelConfig& config, bool aggregates,
+                                 bool calibrated) {
   const int64_t layers = config.num_layers;
-  if (static_cast<int64_t>(features.size()) != plan_feature_count(config))
-    throw InternalError(fmt::format("predictor_row: {} plan features, expected {}", features.size(), plan_feature_count(config)));
+  if (static_cast<int64_t>(features.size()) != plan_feature_count(config, calibrated))
+    throw InternalError(fmt::format("predictor_row: {} plan features, expected {}", features.size(),
+                                    plan_feature_count(config, calibrated)));
   std::vector<float> row(features.begin(), features.end());
   if (!aggregates) return row;
   std::array<double, kNumComponents> type_sum{};

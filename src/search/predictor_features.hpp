@@ -17,8 +17,11 @@
 namespace divprune {
 
 // With `aggregates` false (train.aggregate_features: false) the row is the plan vector alone.
-std::vector<std::string> predictor_feature_names(const ModelConfig& config, bool aggregates = true);
+// `calibrated`: the plan vector has the calibrated tail (compress/FEATURES.md); the aggregates are those of its
+// original block either way.
+std::vector<std::string> predictor_feature_names(const ModelConfig& config, bool aggregates = true, bool calibrated = false);
 // `plan_features` followed by its aggregates.
-std::vector<float> predictor_row(std::span<const float> plan_features, const ModelConfig& config, bool aggregates = true);
+std::vector<float> predictor_row(std::span<const float> plan_features, const ModelConfig& config, bool aggregates = true,
+                                 bool calibrated = false);
 
 }  // namespace divprune

@@ -121,7 +121,10 @@ CompressionPlan PlanSampler::repair(CompressionPlan candidate, std::mt19937_64& 
     const long next = up ? pos + 1 : pos - 1;
     if (next < 0 || next >= static_cast<long>(levels.size())) continue;
     const PruneMethod method = target.prune ? target.prune->method : PruneMethod::Magnitude;
-    if (method != PruneMethod::Magnitude && method != PruneMethod::MagnitudeRow && method != PruneMethod::Channels) continue;
+    // Methods whose sparsity is free (not 2:4, whole heads): unstructured wanda / sparsegpt too.
+    if (method != PruneMethod::Magnitude && method != PruneMethod::MagnitudeRow && method != PruneMethod::Channels &&
+        method != PruneMethod::Wanda && method != PruneMethod::SparseGpt)
+      continue;
     if (!prune_method_applies(method, c)) continue;
     if (levels[static_cast<size_t>(next)] == 0.0) target.prune.reset();
     else target.prune = PruneSpec{method, levels[static_cast<size_t>(next)]};
