@@ -208,11 +208,7 @@ RunConfig parse_run_config(const std::string& text, const std::filesystem::path&
     if (c.calibration_mode != "cached" && c.calibration_mode != "sequential")
       cal["mode"].fail(fmt::format("expected cached or sequential, found \"{}\"", c.calibration_mode));
     // Calibrating on the evaluation text would let the operators fit the very tokens they are scored on.
-    std::error_code ec;
-    if (!c.ppl_text.empty() &&
-        (std::filesystem::equivalent(c.calibration_text, c.ppl_text, ec) ||
-         std::filesystem::absolute(c.calibration_text).lexically_normal() ==
-             std::filesystem::absolute(c.ppl_text).lexically_normal()))
+    if (same_file(c.calibration_text, c.ppl_text))
       cal["text"].fail(fmt::format("the calibration text must not be the evaluation text data.perplexity.text ({})",
                                    c.ppl_text.string()));
   }
