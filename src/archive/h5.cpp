@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <exception>
 
 #include "core/errors.hpp"
 
@@ -125,7 +126,11 @@ void reserve_space(const std::string& path, int64_t bytes) {
 
 void H5Handle::reset() noexcept {
   const hid_t id = id_;
-  if (close() < 0) spdlog::error("HDF5: closing handle {} failed (a file written through it may be incomplete)", id);
+  if (close() >= 0) return;
+  // While an exception unwinds (the write already failed and is being reported), the failed close is its
+  // consequence: keep the error to that one line.
+  if (std::uncaught_exceptions() > 0) spdlog::debug("HDF5: closing handle {} failed while unwinding", id);
+  else spdlog::error("HDF5: closing handle {} failed (a file written through it may be incomplete)", id);
 }
 
 H5File::H5File(const std::filesystem::path& path, H5Mode mode, int64_t reserve) : path_(path.string()) {
