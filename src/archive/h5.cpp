@@ -158,7 +158,9 @@ H5File::H5File(const std::filesystem::path& path, H5Mode mode, int64_t reserve) 
         created = true;
       }
       try {
-        if (reserve > 0) reserve_space(path_, reserve);
+        // Only an HDF5 file gets the reservation: a path that names anything else keeps H5Fopen's error below
+        // and is not extended.
+        if (reserve > 0 && H5Fis_hdf5(path_.c_str()) > 0) reserve_space(path_, reserve);
       } catch (const IoError&) {
         if (created) std::filesystem::remove(path);  // nothing was written to the new file yet: leave no husk
         throw;

@@ -87,7 +87,8 @@ void check_failed_then_resumed(const CommandResult& failed, const std::string& e
 }
 
 // The file-size limit of `ulimit -f` (SIGXFSZ ignored, so writes fail with EFBIG) stands in for a full disk
-// anywhere; the limit leaves room for the baseline and one or two plans.
+// anywhere; the limit leaves room for the baseline and one or two plans. (It applies to every file the process
+// writes: much below ~3 MB, Open MPI's own shared-memory files fail MPI_Init first.)
 TEST(RunFullDisk, FileSizeLimitStopsCleanlyAndTheRunResumes) {
   ASSETS_OR_SKIP("tiny-llama2-trained/config.json");
   const fs::path dir = temp_dir();
