@@ -99,9 +99,14 @@ std::string why_not_openable(const std::filesystem::path& path, H5Mode mode) {
   // HDF5 (1.10+) takes flock(2) on the file: exclusive for writing, shared for reading. A lock we cannot take
   // means another process has it open.
   std::string reason;
-  if (::flock(fd, (write ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+  const int locked = ::flock(fd, (write ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0 ? 0 : errno;
+  if (locked == EWOULDBLOCK) {
     reason = fmt::format("locked by another process (HDF5 file locking): a program has it open{}; wait for it or stop it",
                          write ? "" : " for writing");
+  } else if (locked != 0) {
+    // Some parallel file systems refuse flock; HDF5 then fails every open.
+    reason = fmt::format("this file system does not support HDF5's file locking (flock: {}); set "
+                         "HDF5_USE_FILE_LOCKING=FALSE if only one program uses the file", std::strerror(locked));
   } else {
     // The format signature "\x89HDF\r\n\x1a\n" sits at byte 0, 512, 1024, 2048, ... (a user block before it).
     static constexpr char kSignature[8] = {'\x89', 'H', 'D', 'F', '\r', '\n', '\x1a', '\n'};
