@@ -174,11 +174,38 @@ def base_logprobs(run):
     return x - (m + np.log(np.exp(x - m).sum(axis=1, keepdims=True)))
 
 
+def plan_failed(plan):
+    """True for a plan archived as failed (non-finite outputs; SCHEMA.md "Failed plans"): no metrics, not a pair."""
+    return (plan or {}).get("attrs", {}).get("status") == "failed"
+
+
+def failed_plans(run):
+    """[{id, name, reason}] of the plans archived as failed."""
+    return [{"id": p["id"], "name": p["attrs"].get("name"), "reason": p["attrs"].get("failure_reason")}
+            for p in run["plans"] if plan_failed(p)]
+
+
+def check_failed_plans(run):
+    """A failed plan is complete, names its reason and holds no metric."""
+    problems = []
+    for p in run["plans"]:
+        if not plan_failed(p):
+            continue
+        where = f"/plans/{p['id']} (failed)"
+        if p["attrs"].get("complete") != 1:
+            problems.append(f"{where}: complete attribute is not 1")
+        if not p["attrs"].get("failure_reason"):
+            problems.append(f"{where}: no failure_reason")
+        problems += [f"{where}: holds metric group '{g}'" for g in ("summary", "tokens", "prompts", "mc") if g in p]
+    return problems
+
+
 def summary_table(run, complete_only=True):
-    """One row per plan: name, id, attributes and every summary scalar, as a dict of columns."""
+    """One row per plan that has metrics: name, id, attributes and every summary scalar, as a dict of columns
+    (failed plans: failed_plans)."""
     rows = []
     for p in run["plans"]:
-        if complete_only and p["attrs"].get("complete") != 1:
+        if (complete_only and p["attrs"].get("complete") != 1) or plan_failed(p):
             continue
         row = {"name": p["attrs"].get("name"), "id": p["id"]}
         for k in ("order", "sparsity", "parameters", "seconds", "replica", "run_index", "complete"):
@@ -214,7 +241,7 @@ def recompute(run):
     out = []
     base = run["baseline"]
     for p in run["plans"]:
-        if p["attrs"].get("complete") != 1:
+        if p["attrs"].get("complete") != 1 or plan_failed(p):
             continue
         s = p["summary"]
         checks = {}
@@ -311,7 +338,8 @@ def search_pool_ids(run):
     sample = (run["search"] or {}).get("sample", {})
     pool = list(sample.get("ids", [])) + [sample.get("attrs", {}).get("uniform_id")] + searched_ids(run)
     by_id = plans_by_id(run)
-    return [pid for pid in dict.fromkeys(pool) if (by_id.get(pid) or {}).get("attrs", {}).get("complete") == 1]
+    return [pid for pid in dict.fromkeys(pool)
+            if (by_id.get(pid) or {}).get("attrs", {}).get("complete") == 1 and not plan_failed(by_id.get(pid))]
 
 
 def round_predictions(run):
@@ -759,6 +787,8 @@ def _print_table(run, table):
             else:
                 cells.append(fmt.format(v[:24] if isinstance(v, str) else v))
         print(" ".join(cells))
+    for f in failed_plans(run):
+        print(f"failed plan {f['name']} [{f['id']}]: {f['reason']}")
     incomplete = [p["attrs"].get("name") for p in run["plans"] if p["attrs"].get("complete") != 1]
     if incomplete:
         print(f"incomplete plans (interrupted run; a rerun redoes them): {', '.join(map(str, incomplete))}")
@@ -924,7 +954,7 @@ def findings(run):
     if run.get("heldout") and run["heldout"]["baseline"] is not None:
         deviations += [f"/heldout: {d}" for d in summary_deviations(run["heldout"])]
     return {"problems": check_archive(run["path"]), "deviations": deviations,
-            "inconsistencies": check_sensitivity(run) + check_search(run) + check_heldout(run),
+            "inconsistencies": check_failed_plans(run) + check_sensitivity(run) + check_search(run) + check_heldout(run),
             "notes": search_notes(run)}
 
 
@@ -937,9 +967,11 @@ def json_document(run, table, datasets, found):
         "plans": [{"id": p["id"], "name": p["attrs"].get("name"), "complete": p["attrs"].get("complete"),
                    "run_index": p["attrs"].get("run_index"), "sparsity": p["attrs"].get("sparsity"),
                    "source": p["attrs"].get("source"), "summary": p.get("summary", {}),
+                   "status": p["attrs"].get("status", "ok"), "failure_reason": p["attrs"].get("failure_reason"),
                    "fdt": p.get("prompts", {}).get("fdt"), "kl": p.get("tokens", {}).get("kl")}
                   for p in run["plans"]],
         "table": table,
+        "failed_plans": failed_plans(run),
         "search": None if run["search"] is None else search_json(run),
         "sensitivity": None if run["sensitivity"] is None else sensitivity_json(run),
         "heldout": heldout_json(run),

@@ -10,7 +10,9 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <map>
 
 #include "core/errors.hpp"
@@ -226,6 +228,10 @@ void run_baseline_stage(StageContext& ctx) {
       out.logprob_shift = r.get_vector<double>();
       if (out.topk_ids.empty()) out.logprobs = bits;
       else out.topk_logprobs = bits;
+      // A base model that overflows leaves nothing to compare plans with: bad input, not a result.
+      if (!std::all_of(out.nll.begin(), out.nll.end(), [](double v) { return std::isfinite(v); }))
+        throw InputError(fmt::format("baseline: the base model {} gives a non-finite NLL in perplexity chunk {} "
+                                     "(weights or activations overflow)", ctx.config.model.string(), index));
       const int64_t offset = set.chunk_offset(index);
       std::copy(out.nll.begin(), out.nll.end(), base.nll.begin() + offset);
       std::copy(out.argmax.begin(), out.argmax.end(), base.argmax.begin() + offset);

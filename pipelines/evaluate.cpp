@@ -12,8 +12,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <set>
 
+#include "archive/plan_failure.hpp"
 #include "compress/apply.hpp"
 #include "compress/plan.hpp"
 #include "core/errors.hpp"
@@ -77,8 +79,63 @@ BaseLogprobSlices load_base_logprobs(const RunArchive& archive, const EvalSet& s
   return slices;
 }
 
+// A replica's result for one plan: the outputs, or why they are unusable (non-finite values: the plan's model
+// overflows), in which case the plan is archived as failed (archive/plan_failure.hpp) and the run goes on.
+struct PlanResult {
+  PlanOutputs outputs;
+  std::string failure;  // "" when every output is finite
+};
+
+Bytes serialize(const PlanResult& r) {
+  ByteWriter w;
+  w.put_vector(serialize(r.outputs));
+  w.put_string(r.failure);
+  return w.take();
+}
+
+PlanResult deserialize_plan_result(const Bytes& bytes) {
+  ByteReader r(bytes);
+  PlanResult out;
+  out.outputs = deserialize_plan_outputs(r.get_vector<char>());
+  out.failure = r.get_string();
+  return out;
+}
+
+// Where non-finite activations first appear when `ids` run through the model: an observer checks the normalised
+// inputs of every layer's attention and MLP (full width, the same on every tp rank, so every rank agrees). The
+// first non-finite one names the block before it. Collective over the tp group, like forward.
+std::string locate_nonfinite(LlamaModel& model, const std::vector<int32_t>& ids) {
+  int64_t bad_layer = -1;
+  LinearInput bad_input = LinearInput::Attn;
+  std::vector<float> host;
+  model.set_observer([&](int64_t layer, LinearInput input, const Tensor& x) {
+    if (bad_layer >= 0 || (input != LinearInput::Attn && input != LinearInput::Mlp)) return;
+    host.resize(static_cast<size_t>(x.numel()));
+    model.backend().download(x, host);
+    if (std::any_of(host.begin(), host.end(), [](float v) { return !std::isfinite(v); })) {
+      bad_layer = layer;
+      bad_input = input;
+    }
+  });
+  try {
+    KvCache cache = model.make_cache(static_cast<int64_t>(ids.size()));
+    model.forward(ids, 0, cache);
+  } catch (...) {
+    model.set_observer({});
+    throw;
+  }
+  model.set_observer({});
+  if (bad_layer < 0) return "the layers' inputs are finite: the final norm or the output projection overflows";
+  if (bad_input == LinearInput::Mlp)
+    return fmt::format("first non-finite activation at the MLP input of layer {}: layer {}'s attention overflows",
+                       bad_layer, bad_layer);
+  if (bad_layer == 0) return "first non-finite activation at the attention input of layer 0: the embeddings";
+  return fmt::format("first non-finite activation at the attention input of layer {}: layer {}'s MLP overflows",
+                     bad_layer, bad_layer - 1);
+}
+
 // One plan on this replica: apply, then every chunk / prompt / item. Collective over the tp group.
-PlanOutputs evaluate_plan(ModelReplica& replica, RunCalibration& calibration, const ValidatedPlan& plan,
+PlanResult evaluate_plan(ModelReplica& replica, RunCalibration& calibration, const ValidatedPlan& plan,
                           const EvalSet& set, const std::vector<int32_t>& continuation, const BaseLogprobSlices& base,
                           const std::function<void()>& between, const std::function<void()>& install) {
   const auto start = std::chrono::steady_clock::now();
@@ -86,7 +143,10 @@ PlanOutputs evaluate_plan(ModelReplica& replica, RunCalibration& calibration, co
   else calibration.apply(plan, replica);  // calibrated operators: with the run's calibration (pipelines/run_calibration.hpp)
   const int32_t bos = replica.config().bos_id;
   const int64_t prompts = static_cast<int64_t>(set.prompts.size()), n = set.continuation;
-  PlanOutputs out;
+  PlanResult result;
+  PlanOutputs& out = result.outputs;
+  // Prompts and items whose scores are non-finite (their argmax and log-probs alone cannot show it).
+  std::vector<uint8_t> prompt_bad(static_cast<size_t>(prompts), 0);
   out.nll.assign(static_cast<size_t>(set.tokens()), 0.0);
   out.argmax.assign(out.nll.size(), 0);
   out.kl.assign(static_cast<size_t>(set.kept_tokens()), 0.0);
@@ -114,6 +174,8 @@ PlanOutputs evaluate_plan(ModelReplica& replica, RunCalibration& calibration, co
     const std::span<const int32_t> cont(continuation.data() + p * n, static_cast<size_t>(n));
     const ScoredTargets scored = score_targets(model, cache, set.prompts[static_cast<size_t>(p)], cont, bos);
     std::copy(scored.stats.argmax.begin(), scored.stats.argmax.end(), out.tf_argmax.begin() + p * n);
+    prompt_bad[static_cast<size_t>(p)] =
+        std::any_of(scored.stats.nll.begin(), scored.stats.nll.end(), [](double v) { return !std::isfinite(v); });
   };
   work.mc = [&](LlamaModel& model, KvCache& cache, int64_t i, size_t) {
     const auto& choices = set.mc_choices[static_cast<size_t>(i)];
@@ -122,8 +184,39 @@ PlanOutputs evaluate_plan(ModelReplica& replica, RunCalibration& calibration, co
           choice_logprob(model, cache, set.mc_context[static_cast<size_t>(i)], choices[c], bos);
   };
   run_eval_units(replica.workers(), set, work, between);
+  // Non-finite outputs: the first chunk, prompt or item that shows them (identical on every tp rank: the
+  // statistics are reduced over the group), then the layer, by one more forward of its tokens.
+  auto finite = [](double v) { return std::isfinite(v); };
+  std::vector<int32_t> ids{bos};
+  for (int64_t c = 0; c < static_cast<int64_t>(set.chunks.size()) && result.failure.empty(); ++c) {
+    const int64_t offset = set.chunk_offset(c), size = static_cast<int64_t>(set.chunks[static_cast<size_t>(c)].size());
+    const bool kl_bad = offset < static_cast<int64_t>(out.kl.size()) &&
+                        !std::all_of(out.kl.begin() + offset,
+                                     out.kl.begin() + std::min<int64_t>(offset + size, static_cast<int64_t>(out.kl.size())), finite);
+    const bool nll_bad = !std::all_of(out.nll.begin() + offset, out.nll.begin() + offset + size, finite);
+    if (nll_bad || kl_bad) {
+      result.failure = fmt::format("non-finite {} in perplexity chunk {}", nll_bad ? "NLL" : "KL", c);
+      ids.insert(ids.end(), set.chunks[static_cast<size_t>(c)].begin(), set.chunks[static_cast<size_t>(c)].end());
+    }
+  }
+  for (int64_t p = 0; p < prompts && result.failure.empty(); ++p)
+    if (prompt_bad[static_cast<size_t>(p)]) {
+      result.failure = fmt::format("non-finite NLL on prompt {}", p);
+      ids.insert(ids.end(), set.prompts[static_cast<size_t>(p)].begin(), set.prompts[static_cast<size_t>(p)].end());
+    }
+  for (size_t i = 0; i < set.mc_choices.size() && result.failure.empty(); ++i)
+    for (size_t c = 0; c < set.mc_choices[i].size() && result.failure.empty(); ++c)
+      if (!std::isfinite(out.mc_logprob[static_cast<size_t>(choice_offset[i]) + c])) {
+        result.failure = fmt::format("non-finite log-probability of multiple-choice item {} choice {}", i, c);
+        ids.insert(ids.end(), set.mc_context[i].begin(), set.mc_context[i].end());
+        ids.insert(ids.end(), set.mc_choices[i][c].begin(), set.mc_choices[i][c].end());
+      }
+  if (!result.failure.empty()) {
+    if (ids.size() > static_cast<size_t>(replica.config().max_seq_len)) ids.resize(static_cast<size_t>(replica.config().max_seq_len));
+    result.failure += " (" + locate_nonfinite(replica.model(), ids) + ")";
+  }
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return out;
+  return result;
 }
 
 // The results of every plan of the configuration (also those complete from earlier runs), on stdout.
@@ -133,6 +226,10 @@ void print_plan_table(const RunArchive& archive, const std::vector<ParsedPlan>& 
   std::set<std::string> printed;
   for (const ParsedPlan& p : plans) {
     if (!printed.insert(p.id).second) continue;
+    if (const std::optional<std::string> failure = read_plan_failure(archive, p.id)) {
+      fmt::print("{:<24} failed: {}\n", p.entry.name.substr(0, 24), *failure);
+      continue;
+    }
     using M = SummaryMetric;
     const Summary s = archive.read_plan_summary(p.id);
     fmt::print("{:<24} {:>10.4f} {:>8.4f} {:>10.3e} {:>9.2e} {:>9.4f} {:>8.2f} {:>8.4f} {:>8.3f} {:>7.0f}\n",
@@ -248,8 +345,8 @@ std::vector<std::string> evaluate_plan_entries(StageContext& ctx, const std::vec
   Progress progress(stage + " plans", static_cast<long>(pending.size()), 30.0);
   auto on_result = [&](int64_t item, int replica, Bytes&& bytes) {
     const ParsedPlan& p = plans[static_cast<size_t>(pending[static_cast<size_t>(item)])];
-    const PlanOutputs outputs = deserialize_plan_outputs(bytes);
-    const PlanComparison cmp = compare_to_base(set, base, outputs);
+    const PlanResult result = deserialize_plan_result(bytes);
+    const PlanOutputs& outputs = result.outputs;
     PlanRecord record;
     record.id = p.id;
     record.hash = p.hash;
@@ -265,6 +362,18 @@ std::vector<std::string> evaluate_plan_entries(StageContext& ctx, const std::vec
     record.parameters = size.parameters;
     record.features = plan_features(p.plan.plan(), model_config, calibrated_features(ctx.config));
     record.per_token = ctx.config.store_per_token;
+    if (!result.failure.empty()) {
+      // Not a number to learn from or rank: archived as failed with its reason, and the run goes on.
+      const std::string reason = fmt::format("plan {} [{}]: {}", p.entry.name, p.id, result.failure);
+      write_failed_plan(ctx.archive, record, reason);
+      note_progress();
+      ++archived;
+      spdlog::warn("archived plan {} [{}] as failed ({}/{}, replica {}): {}", p.entry.name, p.id, archived,
+                   pending.size(), replica, result.failure);
+      progress.advance();
+      return;
+    }
+    const PlanComparison cmp = compare_to_base(set, base, outputs);
     ctx.archive.write_plan(record, set, outputs, cmp);
     note_progress();  // an interrupted run that archived a plan made progress (core/stop_signal.hpp)
     ++archived;
@@ -284,9 +393,9 @@ std::vector<std::string> evaluate_plan_entries(StageContext& ctx, const std::vec
     const size_t entry = static_cast<size_t>(pending[static_cast<size_t>(*item)]);
     std::function<void()> install;
     if (override_weights) install = [&] { override_weights->install(ctx.replica, entry); };
-    PlanOutputs outputs =
+    const PlanResult result =
         evaluate_plan(ctx.replica, calibration, p.plan, set, continuation, slices, [&] { queue.poll(); }, install);
-    queue.submit(*item, topo.is_replica_leader() ? serialize(outputs) : Bytes{});
+    queue.submit(*item, topo.is_replica_leader() ? serialize(result) : Bytes{});
   }
   queue.finish();
   // Leave the replica as the next stage expects it: the pristine weights (installed weights may have changed the

@@ -142,9 +142,11 @@ void run_search_stage(StageContext& ctx) {
     const std::vector<std::string> ids = evaluate_plan_entries(ctx, entries, "search", false);
     world_step([&] {
       if (!coordinator) return;
-      const std::vector<Pair> measured_pairs = read_pairs(ctx.archive, s.objective, ids);
+      // One measured value per id, in order: NaN for a plan archived as failed (it has no pair).
+      std::map<std::string, double> value_of;
+      for (const Pair& p : read_pairs(ctx.archive, s.objective, ids)) value_of[p.id] = p.value;
       std::vector<double> measured;
-      for (const Pair& p : measured_pairs) measured.push_back(p.value);
+      for (const std::string& id : ids) measured.push_back(value_of.count(id) ? value_of.at(id) : std::nan(""));
       write_search_round(ctx.archive, r, RoundRecord{ids, predicted, measured});
       for (size_t i = 0; i < ids.size() && i < measured.size(); ++i)
         spdlog::info("search: round {} plan {} [{}]: predicted {} {:.4f}, measured {:.4f}", r, entries[i].name, ids[i],

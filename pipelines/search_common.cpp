@@ -72,7 +72,11 @@ SearchSettings read_search_settings(const RunConfig& c, const ModelConfig& model
   if (!(s.acquisition.kappa >= 0.0)) search["kappa"].fail(fmt::format("must be at least 0, got {}", s.acquisition.kappa));
   if (!(s.acquisition.min_distance >= 0.0))
     search["min_distance"].fail(fmt::format("must be at least 0, got {}", s.acquisition.min_distance));
-  validate_space(s.space, model, s.budget);
+  try {
+    validate_space(s.space, model, s.budget);
+  } catch (const InputError& e) {
+    throw InputError(fmt::format("{}: {}", c.file.string(), e.what()));  // the key is named; name the file too
+  }
   return s;
 }
 

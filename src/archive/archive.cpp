@@ -2,6 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -132,22 +136,42 @@ std::string model_config_json(const ModelConfig& c) {
 
 // ---- root and /runs ------------------------------------------------------------------------------------------
 
+namespace {
+
+// An existing archive a run may continue: a divprune archive of this schema, made with this model.
+void check_archive_identity(const H5File& f, const std::string& path, const std::string& model_checksum,
+                            const std::string& model_path) {
+  if (!f.has_attr("/", "schema_version"))
+    throw InputError(fmt::format("{}: exists but is not a divprune archive (no schema_version)", path));
+  const int64_t version = f.attr_int("/", "schema_version");
+  if (version != kArchiveSchemaVersion)
+    throw InputError(fmt::format("{}: archive schema version {}, this divprune writes version {}", path, version,
+                                 kArchiveSchemaVersion));
+  const std::string checksum = f.attr_string("/", "model_checksum");
+  if (checksum != model_checksum)
+    throw InputError(fmt::format("{}: the archive was made with another model (checksum {}), this run uses {} ({}); "
+                                 "use another archive",
+                                 path, checksum, model_path, model_checksum));
+}
+
+}  // namespace
+
+void RunArchive::check_resumable(const std::string& model_checksum, const std::string& model_path) const {
+  if (!exists()) return;
+  // Read-only, so a rejected run leaves the file as it was; writability is the file system's answer.
+  const H5File f = open_archive_read(*this);
+  if (::access(path_.c_str(), W_OK) != 0)
+    throw InputError(fmt::format("{}: cannot open as an HDF5 file: read-only: no permission to write it ({})",
+                                 path_.string(), std::strerror(errno)));
+  check_archive_identity(f, path_.string(), model_checksum, model_path);
+}
+
 int64_t RunArchive::begin_run(const ArchiveRunInfo& info) {
   if (path_.has_parent_path()) std::filesystem::create_directories(path_.parent_path());
   const bool fresh = !exists();
   H5File f = open_archive(*this, H5Mode::ReadWrite);
   if (!fresh) {
-    if (!f.has_attr("/", "schema_version"))
-      throw InputError(fmt::format("{}: exists but is not a divprune archive (no schema_version)", path_.string()));
-    const int64_t version = f.attr_int("/", "schema_version");
-    if (version != kArchiveSchemaVersion)
-      throw InputError(fmt::format("{}: archive schema version {}, this divprune writes version {}", path_.string(),
-                                   version, kArchiveSchemaVersion));
-    const std::string checksum = f.attr_string("/", "model_checksum");
-    if (checksum != info.model_checksum)
-      throw InputError(fmt::format("{}: the archive was made with another model (checksum {}), this run uses {} ({}); "
-                                   "use another archive",
-                                   path_.string(), checksum, info.model_path, info.model_checksum));
+    check_archive_identity(f, path_.string(), info.model_checksum, info.model_path);
   } else {
     f.set_attr("/", "schema_version", kArchiveSchemaVersion);
     f.set_attr("/", "created_utc", utc_now());

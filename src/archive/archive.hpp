@@ -82,6 +82,10 @@ class RunArchive {
   // Creates the file, or checks that an existing one has this schema and model (InputError otherwise); writes
   // the root attributes and records the invocation as /runs/<index>. Returns the 1-based invocation index.
   int64_t begin_run(const ArchiveRunInfo& info);
+  // What begin_run would refuse in an existing file, checked without writing (a run validates before it loads
+  // the model or touches the archive): not readable as HDF5 (locked, unreadable, damaged: the reason is named),
+  // not writable, not a divprune archive, another schema or another model. Nothing to check for a missing file.
+  void check_resumable(const std::string& model_checksum, const std::string& model_path) const;
   void end_run(int64_t run_index, double seconds);
 
   // ---- /data ----

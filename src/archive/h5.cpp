@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -95,6 +96,53 @@ H5Handle dataset_properties(const std::vector<hsize_t>& d, int64_t chunk_rows, b
   }
   return props;
 }
+// Why H5Fopen/H5Fcreate failed on `path`, for the one error line: HDF5's own error stack is silenced and would
+// say "unable to open file" alike for a file another process holds, a file we may not write and a damaged one.
+std::string why_not_openable(const std::filesystem::path& path, H5Mode mode) {
+  const bool write = mode != H5Mode::Read;
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    // Creating failed: the folder (permissions, read-only file system).
+    const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+    if (::access(dir.c_str(), W_OK) != 0)
+      return fmt::format("cannot create it in {} ({})", dir.string(), std::strerror(errno));
+    return "HDF5 cannot create it";
+  }
+  if (!std::filesystem::is_regular_file(path, ec)) return "not a regular file";
+  if (::access(path.c_str(), R_OK) != 0) return fmt::format("permission denied: cannot read it ({})", std::strerror(errno));
+  if (write && ::access(path.c_str(), W_OK) != 0)
+    return fmt::format("read-only: no permission to write it ({})", std::strerror(errno));
+  const int fd = ::open(path.c_str(), write ? O_RDWR : O_RDONLY);
+  if (fd < 0) return fmt::format("cannot open it for {} ({})", write ? "writing" : "reading", std::strerror(errno));
+  // HDF5 (1.10+) takes flock(2) on the file: exclusive for writing, shared for reading. A lock we cannot take
+  // means another process has it open.
+  std::string reason;
+  const int locked = ::flock(fd, (write ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0 ? 0 : errno;
+  if (locked == EWOULDBLOCK) {
+    reason = fmt::format("locked by another process (HDF5 file locking): a program has it open{}; wait for it or stop it",
+                         write ? "" : " for writing");
+  } else if (locked != 0) {
+    // Some parallel file systems refuse flock; HDF5 then fails every open.
+    reason = fmt::format("this file system does not support HDF5's file locking (flock: {}); set "
+                         "HDF5_USE_FILE_LOCKING=FALSE if only one program uses the file", std::strerror(locked));
+  } else {
+    // The format signature "\x89HDF\r\n\x1a\n" sits at byte 0, 512, 1024, 2048, ... (a user block before it).
+    static constexpr char kSignature[8] = {'\x89', 'H', 'D', 'F', '\r', '\n', '\x1a', '\n'};
+    const auto size = static_cast<off_t>(std::filesystem::file_size(path, ec));
+    bool signature = false;
+    for (off_t at = 0; !signature && at + 8 <= size; at = at == 0 ? 512 : at * 2) {
+      char head[8] = {};
+      signature = ::pread(fd, head, 8, at) == 8 && std::memcmp(head, kSignature, 8) == 0;
+    }
+    if (size == 0) reason = "the file is empty (not an HDF5 file)";
+    else if (!signature) reason = "not an HDF5 file (no HDF5 signature)";
+    else reason = "truncated or corrupt: the HDF5 signature is there but HDF5 cannot read the file";
+  }
+  ::flock(fd, LOCK_UN);
+  ::close(fd);
+  return reason;
+}
+
 }  // namespace
 
 namespace {
@@ -147,7 +195,8 @@ H5File::H5File(const std::filesystem::path& path, H5Mode mode, int64_t reserve) 
         // Create the empty file first (a superblock, a root group) so that the reservation below also covers
         // the first transaction. A failed creation leaves nothing behind.
         id = H5Fcreate(path_.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
-        if (id < 0) throw InputError(fmt::format("{}: cannot open as an HDF5 file", path_));
+        if (id < 0)
+          throw InputError(fmt::format("{}: cannot open as an HDF5 file: {}", path_, why_not_openable(path, mode)));
         const int err = H5Fclose(id) < 0 ? (errno != 0 ? errno : EIO) : 0;
         if (err != 0) {
           std::error_code ec;
@@ -172,7 +221,7 @@ H5File::H5File(const std::filesystem::path& path, H5Mode mode, int64_t reserve) 
       id = H5Fcreate(path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
       break;
   }
-  if (id < 0) throw InputError(fmt::format("{}: cannot open as an HDF5 file", path_));
+  if (id < 0) throw InputError(fmt::format("{}: cannot open as an HDF5 file: {}", path_, why_not_openable(path, mode)));
   file_ = H5Handle(id, H5Fclose);
 }
 

@@ -31,9 +31,11 @@ std::vector<PlanPair> read_plan_pairs(const RunArchive& archive, SummaryMetric m
   for (const std::string& id : wanted) {
     const auto it = status.find(id);
     if (it == status.end() || !it->second || !seen.insert(id).second) continue;
+    const std::string g = "plans/" + id;
+    // A plan archived as failed (non-finite outputs, archive/plan_failure.hpp) has no metric: not a pair.
+    if (f.has_attr(g, "status") && f.attr_string(g, "status") == "failed") continue;
     PlanPair p;
     p.id = id;
-    const std::string g = "plans/" + id;
     p.name = f.attr_string(g, "name");
     p.features = f.read_float(g + "/features");
     p.sparsity = f.attr_double(g, "sparsity");

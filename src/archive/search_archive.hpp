@@ -22,7 +22,8 @@ struct PlanPair {
   double value = 0.0;  // the metric as measured
 };
 // Pairs of the complete plans under /plans (all of them when `ids` is empty, else those ids in that order,
-// missing, incomplete and repeated ones left out), with `metric` as value (InputError when a plan lacks it).
+// missing, incomplete, failed (archive/plan_failure.hpp) and repeated ones left out), with `metric` as value
+// (InputError when a plan lacks it).
 std::vector<PlanPair> read_plan_pairs(const RunArchive& archive, SummaryMetric metric,
                                       const std::vector<std::string>& ids = {});
 

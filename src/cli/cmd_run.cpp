@@ -2,8 +2,12 @@
 // one HDF5 archive (src/archive/SCHEMA.md). Every config key: configs/README.md. Without CONFIG it runs the
 // embedded default, configs/demo.yaml of the source tree the binary was built from.
 //
-// --check-config: parse and validate the configuration, its plans and stage sections against the model's
-// config, and check that every input path exists; opens no archive and reads no weight (slurm/submit.sh runs
+// Before it loads the model or opens the archive for writing, every run validates what can be validated without
+// the weights (check_config: the configuration, every plan file for the model and tp, the stage sections, the
+// input files) and, under the archive lock, that an existing archive can take the run (read-only: a rejected run
+// leaves it byte-identical; a fresh path stays uncreated). Only then is the run recorded under /runs.
+//
+// --check-config: only the first of these checks; opens no archive and reads no weight (slurm/submit.sh runs
 // it before sbatch, so a typo fails at submission, not after the queue wait). Exit 0, or 2 with the error.
 //
 // SIGTERM / SIGUSR1 stop the run between work units (core/stop_signal.hpp): exit kExitInterrupted (75), the
@@ -22,6 +26,7 @@
 #include "cli/command.hpp"
 #include "compress/plan.hpp"
 #include "core/errors.hpp"
+#include "core/input_file.hpp"
 #include "core/stop_signal.hpp"
 #include "model/checkpoint.hpp"
 #include "parallel/world.hpp"
@@ -30,6 +35,7 @@
 #include "pipelines/search_common.hpp"
 #include "pipelines/sensitivity.hpp"
 #include "pipelines/heal.hpp"
+#include "pipelines/run_calibration.hpp"
 #include "pipelines/stage.hpp"
 
 namespace divprune {
@@ -40,17 +46,23 @@ void require_input(const std::filesystem::path& path, const std::string& key, co
   if (!path.empty() && !std::filesystem::exists(path))
     throw InputError(fmt::format("{}: {}: {} does not exist", config.file.string(), key, path.string()));
 }
+// An input that must be a regular file (text, tokenizer, item file): not a FIFO, folder or device.
+void require_input_file(const std::filesystem::path& path, const std::string& key, const RunConfig& config) {
+  require_input(path, key, config);
+  if (!path.empty()) require_regular_file(path, fmt::format("{} of {}", key, config.file.string()));
+}
 
 // Everything a run would reject before its first archive write, without opening the archive or reading a
 // weight: the checkpoint is opened for its config only (tensors are mapped lazily, never read here).
 void check_config(const RunConfig& config, int tp) {
   require_input(config.model, "model", config);
-  require_input(config.tokenizer, "tokenizer", config);
-  require_input(config.ppl_text, "data.perplexity.text", config);
-  require_input(config.prompts_file, "data.prompts.file", config);
-  require_input(config.prompts_text, "data.prompts.text", config);
-  require_input(config.mc_file, "data.multiple_choice.file", config);
-  require_input(config.mc_build_text, "data.multiple_choice.build.text", config);
+  require_input_file(config.tokenizer, "tokenizer", config);
+  require_input_file(config.ppl_text, "data.perplexity.text", config);
+  require_input_file(config.prompts_file, "data.prompts.file", config);
+  require_input_file(config.prompts_text, "data.prompts.text", config);
+  require_input_file(config.mc_file, "data.multiple_choice.file", config);
+  require_input_file(config.mc_build_text, "data.multiple_choice.build.text", config);
+  require_input_file(config.calibration_text, "calibration.text", config);
   // The archive is created with its parent folders: the nearest existing ancestor must be a writable folder.
   std::filesystem::path dir = std::filesystem::absolute(config.archive).parent_path();
   while (!dir.empty() && !std::filesystem::exists(dir) && dir != dir.root_path()) dir = dir.parent_path();
@@ -60,10 +72,18 @@ void check_config(const RunConfig& config, int tp) {
   if (std::filesystem::exists(config.archive) && !std::filesystem::is_regular_file(config.archive))
     throw InputError(fmt::format("{}: archive: {} exists and is not a file", config.file.string(), config.archive.string()));
   const ModelConfig model = open_checkpoint(config.model)->config();
-  for (const PlanEntry& e : config.plans) parse_plan(e.yaml, model, e.source == "inline" ? e.where : e.source, tp);
   auto has = [&](const char* stage) {
     return std::find(config.stages.begin(), config.stages.end(), stage) != config.stages.end();
   };
+  if (has("evaluate") && config.plans.empty())
+    throw InputError(fmt::format("{}: the evaluate stage needs evaluate.plans", config.file.string()));
+  for (const PlanEntry& e : config.plans) {
+    const std::string where = e.source == "inline" ? e.where : e.source;
+    const ValidatedPlan plan = parse_plan(e.yaml, model, where, tp);
+    if (plan.plan().uses_calibrated_operators() && !calibrated_features(config))
+      throw InputError(fmt::format("{}: the plan uses wanda, sparsegpt, gptq or rtn: give the run configuration {} a "
+                                   "`calibration:` section (configs/README.md)", where, config.file.string()));
+  }
   if (has("sensitivity")) read_sensitivity_settings(config, model);
   if (has("sample") || has("train") || has("search") || has("heldout")) read_search_settings(config, model);
   if (has("heldout")) check_config(read_heldout_settings(config).data, tp);
@@ -104,7 +124,7 @@ class RunCommand final : public Command {
           for (const auto& [name, fn] : stage_registry()) known += (known.empty() ? "" : ", ") + name;
           throw InputError(fmt::format("{}: stages: unknown stage \"{}\" (known: {})", config_, stage, known));
         }
-      if (check_only_) check_config(config, topology.tp);
+      check_config(config, topology.tp);  // before the model is loaded or the archive touched
     });
     if (check_only_) {
       if (topology.is_coordinator())
@@ -117,7 +137,10 @@ class RunCommand final : public Command {
     // One writer per archive: a second job on it stops here, naming the holder (archive/archive_lock.hpp).
     std::optional<ArchiveLock> lock;
     world_step([&] {
-      if (topology.is_coordinator()) lock.emplace(config.archive);
+      if (!topology.is_coordinator()) return;
+      lock.emplace(config.archive);
+      // Under the lock, so no other run changes the file between this check and begin_run.
+      RunArchive(config.archive).check_resumable(model_checksum(*open_checkpoint(config.model)), config.model.string());
     });
     ModelReplica replica(topology, replica_options(config.model.string(), exec));
     RunArchive archive(config.archive);

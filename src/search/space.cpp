@@ -18,17 +18,18 @@ bool within_budget(const CompressionPlan& plan, const ModelConfig& config, const
 }
 
 void validate_space(const SearchSpace& space, const ModelConfig& config, const Budget& budget) {
-  if (space.sparsity_levels.empty()) throw InputError("search.space.sparsity_levels: at least one level is needed");
+  if (space.sparsity_levels.empty()) throw InputError("space.sparsity_levels: at least one level is needed");
   for (double s : space.sparsity_levels)
-    if (!(s >= 0.0 && s < 1.0)) throw InputError(fmt::format("search.space.sparsity_levels: {} is outside [0, 1)", s));
-  if (space.methods.empty()) throw InputError("search.space.methods: at least one prune method is needed");
+    if (!(s >= 0.0 && s < 1.0)) throw InputError(fmt::format("space.sparsity_levels: {} is outside [0, 1)", s));
+  if (space.methods.empty()) throw InputError("space.methods: at least one prune method is needed");
   for (int64_t l : space.removable_layers)
     if (l < 0 || l >= config.num_layers)
-      throw InputError(fmt::format("search.space.removable_layers: layer {} is outside [0, {})", l, config.num_layers));
+      throw InputError(fmt::format("space.removable_layers: layer {} is outside [0, {})", l, config.num_layers));
   if (space.max_removed_layers >= config.num_layers)
-    throw InputError("search.space.max_removed_layers: at least one layer must remain");
+    throw InputError("space.max_removed_layers: at least one layer must remain");
   if (!(budget.sparsity >= 0.0 && budget.sparsity < 1.0) || !(budget.tolerance >= 0.0))
-    throw InputError(fmt::format("search.budget: sparsity {} ± {} is not a valid target", budget.sparsity, budget.tolerance));
+    throw InputError(fmt::format("space.budget: sparsity must be in [0, 1) and tolerance at least 0, found sparsity {} "
+                                 "tolerance {}", budget.sparsity, budget.tolerance));
 }
 
 PlanSampler::PlanSampler(SearchSpace space, ModelConfig config, Budget budget)
@@ -82,7 +83,7 @@ CompressionPlan PlanSampler::sample(std::mt19937_64& rng) const {
     if (fits(plan)) return plan;
   }
   throw InputError(fmt::format("search: no plan of the space reaches sparsity {} ± {} in {} draws; widen "
-                               "search.space.sparsity_levels or search.budget.tolerance",
+                               "space.sparsity_levels or space.budget.tolerance",
                                budget_.sparsity, budget_.tolerance, kMaxAttempts));
 }
 

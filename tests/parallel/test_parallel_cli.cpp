@@ -1,8 +1,10 @@
 // The CLI under mpirun: results equal the single-rank ones, and errors end every rank with one message.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 
 #include "archive/h5.hpp"
 #include "tests/parallel/mpirun.hpp"
@@ -83,6 +85,27 @@ TEST(ParallelCli, OneRankFailingToOpenItsFileStopsAllRanks) {
   EXPECT_NE(r.exit_code, 124) << "timed out: a rank hung";
   EXPECT_EQ(count_error_lines(r.err), 1) << r.err;
   EXPECT_NE(r.err.find("/nonexistent/model-dir"), std::string::npos) << r.err;
+}
+
+TEST(ParallelCli, RunErrorOnOneRankIsPrintedOnce) {
+  ASSETS_OR_SKIP("tiny-llama2-mha/config.json");
+  // MPMD launch: rank 1 alone is told to read a text that does not exist
+  // (a rank-local error in the validation every run does first); one line, every rank exits, nothing written.
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("divprune-run-once-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const fs::path a = assets_dir();
+  std::ofstream(dir / "run.yaml") << "model: " << mha() << "\ntokenizer: " << (a / "llama2-tokenizer.model").string()
+                                  << "\narchive: " << (dir / "a.h5").string() << "\nstages: [baseline]\ndata:\n"
+                                  << "  perplexity: {text: " << (a / "wikitext2.test.txt").string() << ", ctx: 16, max_chunks: 1}\n";
+  const std::string good = divprune_binary() + " run -q --threads 1 " + (dir / "run.yaml").string();
+  auto r = run_command("timeout 600 mpirun --oversubscribe --allow-run-as-root -np 1 " + good + " : -np 1 " + good +
+                       " --set data.perplexity.text=/nonexistent/text.txt");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(count_error_lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("/nonexistent/text.txt"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "a.h5"));
+  fs::remove_all(dir);
 }
 
 }  // namespace
