@@ -213,14 +213,33 @@ void RunArchive::end_run(int64_t run_index, double seconds) {
 // ---- /data ----------------------------------------------------------------------------------------------------
 
 void RunArchive::write_eval_set(const EvalSet& set) {
-  H5File f = open_archive(*this, H5Mode::ReadWrite);
+  // A restarted baseline finds its /data already written: keep it (HDF5 never reclaims the space of a deleted
+  // dataset, so rewriting it would grow the file by its size on every restart). eval_hash is written last, so its
+  // presence with the right value means a complete group; the last dataset is checked too for archives written
+  // before that order.
+  if (exists()) {
+    const H5File r = open_archive_read(*this);
+    if (r.has_attr("data", "eval_hash") && r.attr_string("data", "eval_hash") == set.hash() &&
+        r.exists("data/mc/choice_text"))
+      return;
+  }
+  int64_t bytes = 0;
+  for (const auto& c : set.chunks) bytes += static_cast<int64_t>(c.size()) * 4 + 8;
+  for (const auto& p : set.prompts) bytes += static_cast<int64_t>(p.size()) * 4 + 8;
+  for (const auto& t : set.prompt_text) bytes += static_cast<int64_t>(t.size()) + 16;
+  for (const auto& c : set.mc_context) bytes += static_cast<int64_t>(c.size()) * 4 + 8;
+  for (const auto& t : set.mc_context_text) bytes += static_cast<int64_t>(t.size()) + 16;
+  for (const auto& item : set.mc_choices)
+    for (const auto& c : item) bytes += static_cast<int64_t>(c.size()) * 4 + 24;
+  for (const auto& item : set.mc_choice_text)
+    for (const auto& t : item) bytes += static_cast<int64_t>(t.size()) + 16;
+  H5File f = open_archive(*this, H5Mode::ReadWrite, archive_write_reserve(bytes));
   f.remove("data");
   f.create_group("data");
   f.set_attr("data", "ctx", set.ctx);
   f.set_attr("data", "continuation_tokens", set.continuation);
   f.set_attr("data", "kept_chunks", set.kept_chunks);
   f.set_attr("data", "kept_tokens", set.kept_tokens());
-  f.set_attr("data", "eval_hash", set.hash());
   std::vector<int32_t> flat;
   std::vector<int64_t> offsets;
   flatten(set.chunks, flat, offsets);
@@ -252,6 +271,7 @@ void RunArchive::write_eval_set(const EvalSet& set) {
   write_i32(f, "data/mc/answer", {size_of(set.mc_answer)}, set.mc_answer, "choice index", "0-based index of the correct choice within its item");
   write_str(f, "data/mc/context_text", set.mc_context_text, "multiple-choice context text");
   write_str(f, "data/mc/choice_text", choice_text, "multiple-choice choice text, all items' choices in order");
+  f.set_attr("data", "eval_hash", set.hash());  // last: marks the group complete
   f.close();
 }
 
@@ -293,19 +313,34 @@ std::string RunArchive::complete_baseline_hash() const {
 
 void RunArchive::begin_baseline(const EvalSet& set, LogprobMode mode, int64_t top_k, int64_t vocab) {
   H5File f = open_archive(*this, H5Mode::ReadWrite);
-  f.remove("baseline");
-  f.create_group("baseline");
-  f.set_attr("baseline", "complete", int64_t{0});
-  f.set_attr("baseline", "eval_hash", set.hash());
-  f.set_attr("baseline", "logprob_mode", logprob_mode_name(mode));
-  f.set_attr("baseline", "top_k", mode == LogprobMode::TopK ? top_k : int64_t{0});
-  f.set_attr("baseline", "vocab_size", vocab);
-  f.set_attr("baseline", "kept_chunks", set.kept_chunks);
-  f.set_attr("baseline", "kept_tokens", set.kept_tokens());
+  const int64_t stored_top_k = mode == LogprobMode::TopK ? top_k : int64_t{0};
+  // An incomplete baseline of an interrupted run for the same data and storage keeps its datasets: the restart
+  // writes every row again in place. Deleting them would leave their space unused in the file for good (HDF5 does
+  // not reclaim it): at Llama-2 scale hundreds of MB per interruption. Anything else is replaced.
+  const bool reuse = f.is_group("baseline") && !group_complete(f, "baseline") &&
+                     f.has_attr("baseline", "eval_hash") && f.attr_string("baseline", "eval_hash") == set.hash() &&
+                     f.has_attr("baseline", "logprob_mode") &&
+                     f.attr_string("baseline", "logprob_mode") == logprob_mode_name(mode) &&
+                     f.has_attr("baseline", "top_k") && f.attr_int("baseline", "top_k") == stored_top_k &&
+                     f.has_attr("baseline", "vocab_size") && f.attr_int("baseline", "vocab_size") == vocab &&
+                     f.has_attr("baseline", "kept_chunks") && f.attr_int("baseline", "kept_chunks") == set.kept_chunks &&
+                     f.has_attr("baseline", "kept_tokens") && f.attr_int("baseline", "kept_tokens") == set.kept_tokens();
+  if (!reuse) {
+    f.remove("baseline");
+    f.create_group("baseline");
+    f.set_attr("baseline", "complete", int64_t{0});
+    f.set_attr("baseline", "eval_hash", set.hash());
+    f.set_attr("baseline", "logprob_mode", logprob_mode_name(mode));
+    f.set_attr("baseline", "top_k", stored_top_k);
+    f.set_attr("baseline", "vocab_size", vocab);
+    f.set_attr("baseline", "kept_chunks", set.kept_chunks);
+    f.set_attr("baseline", "kept_tokens", set.kept_tokens());
+  }
   const int64_t T = set.tokens(), K = set.kept_tokens(), P = static_cast<int64_t>(set.prompts.size()),
                 N = set.continuation, C = set.mc_choice_count();
   auto make = [&](const std::string& name, H5Type type, const Shape& dims, int64_t chunk, const char* units,
                   const std::string& description) {
+    if (reuse && f.exists(name) && !f.is_group(name) && f.dims(name) == dims) return;  // annotated when created
     f.create_dataset(name, type, dims, chunk, chunk > 0);
     annotate(f, name, units, description);
   };
@@ -337,7 +372,9 @@ void RunArchive::begin_baseline(const EvalSet& set, LogprobMode mode, int64_t to
 }
 
 void RunArchive::write_baseline_chunk(const EvalSet& set, int64_t chunk, const BaselineChunk& out) {
-  H5File f = open_archive(*this, H5Mode::ReadWrite);
+  const int64_t bytes = static_cast<int64_t>(out.nll.size() * 12 + out.logprobs.size() * 2 + out.logprob_shift.size() * 8 +
+                                             out.topk_ids.size() * 4 + out.topk_logprobs.size() * 2);
+  H5File f = open_archive(*this, H5Mode::ReadWrite, archive_write_reserve(bytes));
   const int64_t offset = set.chunk_offset(chunk), n = static_cast<int64_t>(out.nll.size());
   f.write_rows("baseline/nll", H5Type::F64, offset, n, out.nll.data());
   f.write_rows("baseline/argmax", H5Type::I32, offset, n, out.argmax.data());
@@ -446,7 +483,11 @@ void RunArchive::write_feature_names(const std::vector<std::string>& names) {
 }
 
 void RunArchive::write_plan(const PlanRecord& r, const EvalSet& set, const PlanOutputs& o, const PlanComparison& c) {
-  H5File f = open_archive(*this, H5Mode::ReadWrite);
+  // Per token: nll, argmax, same_top1, dp, kl; per prompt and choice: a few numbers each.
+  const int64_t bytes = static_cast<int64_t>(o.nll.size() * 25 + o.kl.size() * 8 + o.tf_argmax.size() * 4 +
+                                             c.fdt.size() * 12 + o.mc_logprob.size() * 16 + c.pred_sum.size() * 8 +
+                                             r.features.size() * 4 + r.yaml.size());
+  H5File f = open_archive(*this, H5Mode::ReadWrite, archive_write_reserve(bytes));
   const std::string g = "plans/" + r.id;
   f.remove(g);
   f.create_group(g);

@@ -95,7 +95,8 @@ class RunArchive {
   // ---- /baseline ----
   // The eval-set hash of a complete baseline, or "" when there is none (or it is incomplete).
   std::string complete_baseline_hash() const;
-  // Removes any old /baseline and creates its datasets, sized for `set`.
+  // Creates /baseline's datasets, sized for `set`, replacing any old /baseline; an incomplete one for the same data
+  // and storage (an interrupted run) keeps its datasets, which the restart overwrites row by row (no file growth).
   void begin_baseline(const EvalSet& set, LogprobMode mode, int64_t top_k, int64_t vocab);
   void write_baseline_chunk(const EvalSet& set, int64_t chunk, const BaselineChunk& out);
   void write_baseline_prompt(const EvalSet& set, int64_t prompt, const std::vector<int32_t>& continuation,

@@ -12,9 +12,18 @@
 
 namespace divprune {
 
-// The archive's file, with relative paths under its root group (RunArchive::root).
-inline H5File open_archive(const RunArchive& archive, H5Mode mode) {
-  H5File file(archive.path(), mode);
+// Room reserved on disk before every write transaction (H5File's `reserve`): enough for the metadata of any
+// transaction and the data of the small ones; writers of large datasets add their size (archive_write_reserve).
+// A full disk then stops the run before the transaction, never inside it: the archive stays readable and resumable.
+inline constexpr int64_t kArchiveReserveBytes = int64_t{1} << 20;
+// The reservation of a transaction that writes about `data_bytes` of dataset contents: those bytes (compression
+// only makes them smaller, bar a gzip header per chunk) plus an eighth for chunk indexes, plus the base.
+inline int64_t archive_write_reserve(int64_t data_bytes) { return kArchiveReserveBytes + data_bytes + data_bytes / 8; }
+
+// The archive's file, with relative paths under its root group (RunArchive::root). A ReadWrite open reserves
+// `reserve` bytes first (default kArchiveReserveBytes).
+inline H5File open_archive(const RunArchive& archive, H5Mode mode, int64_t reserve = kArchiveReserveBytes) {
+  H5File file(archive.path(), mode, mode == H5Mode::ReadWrite ? reserve : 0);
   if (!archive.root().empty()) file.set_root(archive.root());
   return file;
 }
@@ -23,8 +32,8 @@ inline H5File open_archive_read(const RunArchive& archive) { return open_archive
 // Opens (or creates) the archive, runs `write(file)` and closes the file, checked: a write transaction that
 // returns has reached the file system (IoError otherwise).
 template <typename Write>
-void write_transaction(const RunArchive& archive, Write&& write) {
-  H5File file = open_archive(archive, H5Mode::ReadWrite);
+void write_transaction(const RunArchive& archive, Write&& write, int64_t reserve = kArchiveReserveBytes) {
+  H5File file = open_archive(archive, H5Mode::ReadWrite, reserve);
   std::forward<Write>(write)(file);
   file.close();
 }

@@ -4,19 +4,32 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <exception>
 
 #include "core/errors.hpp"
 
 namespace divprune {
 
 namespace {
-// Write path: a negative HDF5 result is an I/O failure of the output file.
+// The message of a write that failed for lack of room (errno of the failed write or allocation), "" otherwise.
+std::string out_of_space(int err, const std::string& file) {
+  if (err == ENOSPC || err == EDQUOT) return fmt::format("no space left on device: {}", file);
+  if (err == EFBIG) return fmt::format("file size limit exceeded: {}", file);
+  return "";
+}
+
+// Write path: a negative HDF5 result is an I/O failure of the output file. HDF5's sec2 driver fails right after
+// the write(2) that failed, so errno still says why: a full disk (or quota, or `ulimit -f`) gets its own words.
 void io_check(herr_t rc, const std::string& file, const std::string& what) {
-  if (rc < 0) throw IoError(fmt::format("{}: HDF5 failed to {}", file, what));
+  if (rc >= 0) return;
+  const std::string space = out_of_space(errno, file);
+  if (!space.empty()) throw IoError(fmt::format("{} (HDF5 failed to {})", space, what));
+  throw IoError(fmt::format("{}: HDF5 failed to {}", file, what));
 }
 hid_t io_check_id(hid_t id, const std::string& file, const std::string& what) {
   io_check(id < 0 ? -1 : 0, file, what);
@@ -36,6 +49,11 @@ void lib_check(herr_t rc, const char* what) { lib_check_id(rc < 0 ? -1 : 0, what
 void silence_hdf5() {
   static bool done = false;
   if (!done) {
+    // No HDF5 clean-up at exit. When H5Fclose fails (its metadata flush hit a full disk), HDF5 1.10 frees the file
+    // but keeps its id; the exit-time H5close then closes that id again and segfaults (exit 139 instead of the
+    // IoError's 3). Every file is closed by its H5File before exit, so the clean-up has nothing left to do.
+    // Must come before the first call that initialises the library (it fails harmlessly after).
+    H5dont_atexit();
     lib_check(H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr), "H5Eset_auto2");
     done = true;
   }
@@ -127,12 +145,43 @@ std::string why_not_openable(const std::filesystem::path& path, H5Mode mode) {
 
 }  // namespace
 
+namespace {
+// Extends `path` by `bytes` of allocated blocks past its end (posix_fallocate) before HDF5 opens it: HDF5 then
+// writes the transaction's data and metadata into blocks the file system has already granted, and truncates the
+// file back to its end of allocated space on close. A disk too full for the transaction fails here, before HDF5
+// changed a byte, instead of in the middle of a metadata flush that leaves the file unreadable.
+void reserve_space(const std::string& path, int64_t bytes) {
+  // Only regular files that can be opened for writing: anything else keeps the error H5Fopen gives it.
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  struct stat st {};
+  int err = 0;
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+    err = ::posix_fallocate(fd, st.st_size, static_cast<off_t>(bytes));  // returns the error number
+    // A file system that cannot preallocate just does without the reservation.
+    if (err == EOPNOTSUPP || err == EINVAL) err = 0;
+    // A failed reservation may have granted part: give it back (best effort; HDF5 truncates to its end of
+    // allocation on its next close anyway).
+    if (err != 0 && ::ftruncate(fd, st.st_size) != 0) spdlog::debug("{}: could not truncate after a failed reservation", path);
+  }
+  ::close(fd);
+  if (err == 0) return;
+  const std::string space = out_of_space(err, path);
+  throw IoError(space.empty() ? fmt::format("{}: cannot reserve {} bytes to write: {}", path, bytes, std::strerror(err))
+                              : fmt::format("{} (reserving {} bytes for the next write)", space, bytes));
+}
+}  // namespace
+
 void H5Handle::reset() noexcept {
   const hid_t id = id_;
-  if (close() < 0) spdlog::error("HDF5: closing handle {} failed (a file written through it may be incomplete)", id);
+  if (close() >= 0) return;
+  // While an exception unwinds (the write already failed and is being reported), the failed close is its
+  // consequence: keep the error to that one line.
+  if (std::uncaught_exceptions() > 0) spdlog::debug("HDF5: closing handle {} failed while unwinding", id);
+  else spdlog::error("HDF5: closing handle {} failed (a file written through it may be incomplete)", id);
 }
 
-H5File::H5File(const std::filesystem::path& path, H5Mode mode) : path_(path.string()) {
+H5File::H5File(const std::filesystem::path& path, H5Mode mode, int64_t reserve) : path_(path.string()) {
   silence_hdf5();
   hid_t id = -1;
   switch (mode) {
@@ -140,10 +189,34 @@ H5File::H5File(const std::filesystem::path& path, H5Mode mode) : path_(path.stri
       if (!std::filesystem::exists(path)) throw InputError(fmt::format("{}: no such file", path_));
       id = H5Fopen(path_.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
       break;
-    case H5Mode::ReadWrite:
-      id = std::filesystem::exists(path) ? H5Fopen(path_.c_str(), H5F_ACC_RDWR, H5P_DEFAULT)
-                                         : H5Fcreate(path_.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+    case H5Mode::ReadWrite: {
+      bool created = false;
+      if (!std::filesystem::exists(path)) {
+        // Create the empty file first (a superblock, a root group) so that the reservation below also covers
+        // the first transaction. A failed creation leaves nothing behind.
+        id = H5Fcreate(path_.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+        if (id < 0)
+          throw InputError(fmt::format("{}: cannot open as an HDF5 file: {}", path_, why_not_openable(path, mode)));
+        const int err = H5Fclose(id) < 0 ? (errno != 0 ? errno : EIO) : 0;
+        if (err != 0) {
+          std::error_code ec;
+          std::filesystem::remove(path, ec);
+          const std::string space = out_of_space(err, path_);
+          throw IoError(space.empty() ? fmt::format("{}: HDF5 failed to create the file", path_) : space);
+        }
+        created = true;
+      }
+      try {
+        // Only an HDF5 file gets the reservation: a path that names anything else keeps H5Fopen's error below
+        // and is not extended.
+        if (reserve > 0 && H5Fis_hdf5(path_.c_str()) > 0) reserve_space(path_, reserve);
+      } catch (const IoError&) {
+        if (created) std::filesystem::remove(path);  // nothing was written to the new file yet: leave no husk
+        throw;
+      }
+      id = H5Fopen(path_.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
       break;
+    }
     case H5Mode::Truncate:
       id = H5Fcreate(path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
       break;

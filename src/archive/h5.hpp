@@ -57,7 +57,10 @@ size_t h5_type_size(H5Type type);
 
 class H5File {
  public:
-  H5File(const std::filesystem::path& path, H5Mode mode);
+  // ReadWrite creates a missing file. `reserve` > 0 (ReadWrite only): first extend the file by that many bytes of
+  // allocated blocks, so that a transaction of up to about that size cannot run out of disk half-way (IoError
+  // "no space left on device: PATH" before anything is written); HDF5 truncates the unused part on close.
+  H5File(const std::filesystem::path& path, H5Mode mode, int64_t reserve = 0);
   // Closes the file (HDF5 writes its metadata cache here): IoError on failure. The object is unusable after.
   void close();
   // Makes every relative object path resolve under `group` (a run archive's sub-archive, e.g. "heldout"; "/"

@@ -101,7 +101,7 @@ void write_search_predictor(const RunArchive& archive, const PredictorRecord& r)
     f.set_attr(g, "folds", r.folds);
     f.set_attr(g, "pairs", r.pairs);
     f.set_attr(g, "complete", int64_t{1});
-  });
+  }, archive_write_reserve(static_cast<int64_t>(r.model_json.size())));  // the model can be large
 }
 
 std::optional<PredictorRecord> read_search_predictor(const RunArchive& archive) {

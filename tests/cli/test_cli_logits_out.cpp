@@ -43,9 +43,9 @@ TEST(CliLogitsOut, FailedWriteLeavesNoFile) {
   const fs::path out = tmp / "logits.h5";
   const CommandResult r = run_command("ulimit -f 16; trap '' XFSZ; timeout 300 " + quote(divprune_binary()) + " " +
                                       logits_args(out));
-  // Not yet exit 3 exactly: after the IoError, HDF5's exit-time close of the file whose close failed segfaults
-  // (issue 14 items 1 and 4, the H5File close path); that fix belongs there, and this test then can expect 3.
-  EXPECT_NE(r.exit_code, 0) << describe(r);
+  // Exit 3 (I/O failure), no longer 139: HDF5's exit-time close of the file whose close had failed segfaulted
+  // (issue 14 item 1; h5.cpp now turns that clean-up off).
+  EXPECT_EQ(r.exit_code, 3) << describe(r);
   EXPECT_NE(r.err.find("divprune: error: "), std::string::npos) << describe(r);
   EXPECT_TRUE(names_in(tmp.path()).empty()) << describe(r) << "left: " << names_in(tmp.path()).front();
 }
