@@ -86,8 +86,10 @@ BaselineSettings read_baseline_settings(const RunConfig& c) {
 // and the budget moves by at most 5e-5.
 double round4(double x) { return std::round(x * 1e4) / 1e4; }
 
+// `budget_sparsity`: the linear sparsity to meet (space.budget.sparsity; under a bytes or parameters budget the
+// uniform reference's, which meets that budget with the same total of kept entries).
 CompressionPlan sensitivity_plan(const SensitivityRecord& sweep, const SearchSettings& s, const ModelConfig& model,
-                                 const BaselineSettings& b) {
+                                 const BaselineSettings& b, double budget_sparsity) {
   const PruneMethod method = kPruneMethodNames.parse(sweep.method, "sensitivity.method");
   const size_t L = sweep.layers.size(), C = sweep.components.size(), S = sweep.steps.size();
   const double n_tokens = static_cast<double>(sweep.continuation);
@@ -96,7 +98,7 @@ CompressionPlan sensitivity_plan(const SensitivityRecord& sweep, const SearchSet
   if (S == 0) throw InputError("baselines: the sensitivity sweep has no steps");
   size_t step = 0;
   for (size_t k = 1; k < S; ++k)
-    if (std::fabs(sweep.steps[k] - s.budget.sparsity) < std::fabs(sweep.steps[step] - s.budget.sparsity)) step = k;
+    if (std::fabs(sweep.steps[k] - budget_sparsity) < std::fabs(sweep.steps[step] - budget_sparsity)) step = k;
   std::vector<int64_t> layer;
   std::vector<Component> component;
   std::vector<double> sensitivity, sizes;
@@ -113,7 +115,7 @@ CompressionPlan sensitivity_plan(const SensitivityRecord& sweep, const SearchSet
     }
   if (layer.empty()) throw InputError("baselines: the sensitivity sweep covers none of space.components");
   const double total = static_cast<double>(plan_size(CompressionPlan::identity(model.num_layers), model).linear_parameters);
-  const double target = s.budget.sparsity * total;
+  const double target = budget_sparsity * total;
   const std::vector<double> x =
       b.sensitivity_rank ? allocate_sensitivity_rank(sensitivity, sizes, target, b.sensitivity_lambda, b.max_sparsity)
                          : allocate_inverse_sensitivity(sensitivity, sizes, target, b.max_sparsity);
@@ -200,10 +202,18 @@ void run_baselines_stage(StageContext& ctx) {
       const std::optional<SensitivityRecord> sweep = read_sensitivity(ctx.archive);
       if (!sweep) throw InputError("baselines: the sensitivity baseline needs a complete sensitivity stage (list `sensitivity` "
                                    "before `baselines`, or set baselines.kinds without it)");
-      const CompressionPlan plan = sensitivity_plan(*sweep, s, model, b);
+      const double budget_sparsity = s.budget.kind == BudgetKind::Sparsity
+                                         ? s.budget.sparsity
+                                         : plan_size(PlanSampler(s.space, model, s.budget).uniform(), model).sparsity;
+      const CompressionPlan plan = sensitivity_plan(*sweep, s, model, b, budget_sparsity);
       const double sparsity = plan_size(plan, model).sparsity;
-      spdlog::info("baselines: sensitivity-guided plan at linear sparsity {:.4f} (budget {:.3f} ± {:.3f})", sparsity,
-                   s.budget.sparsity, s.budget.tolerance);
+      if (s.budget.kind == BudgetKind::Sparsity)
+        spdlog::info("baselines: sensitivity-guided plan at linear sparsity {:.4f} (budget {:.3f} ± {:.3f})", sparsity,
+                     s.budget.sparsity, s.budget.tolerance);
+      else
+        spdlog::info("baselines: sensitivity-guided plan at linear sparsity {:.4f} (the uniform reference's), {} {:.4f} "
+                     "(budget {})", sparsity, kBudgetKindNames.name(s.budget.kind),
+                     budget_measure(plan, model, s.budget.kind), budget_description(s.budget));
       entries.push_back(plan_entry("sensitivity", "baselines:sensitivity", plan));
     }
     if (b.owl) {
