@@ -35,11 +35,11 @@ struct SampleRecord {
   std::string objective;         // the configuration's train.objective
   double budget_sparsity = 0.0;   // kind sparsity: the target; NaN for the other kinds
   double budget_tolerance = 0.0;
+  int64_t seed = 0;
   // search/space.hpp BudgetKind by name; the attributes budget_kind and budget_fraction are written only for a
   // kind other than sparsity (archives of sparsity budgets keep their layout) and read as "sparsity" / NaN when absent.
   std::string budget_kind = "sparsity";
   double budget_fraction = std::numeric_limits<double>::quiet_NaN();
-  int64_t seed = 0;
 };
 void write_search_sample(const RunArchive& archive, const SampleRecord& record);
 std::optional<SampleRecord> read_search_sample(const RunArchive& archive);
