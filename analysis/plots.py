@@ -134,7 +134,8 @@ def plot_search(run, path):
     roles = _search_roles(run)
     fig, ax = plt.subplots(figsize=(8, 5.5))
     sample = run["search"].get("sample", {}).get("attrs", {})
-    if "budget_sparsity" in sample:
+    # The band only for a linear-sparsity budget (the x axis); a bytes / parameters budget has no band on it.
+    if "budget_sparsity" in sample and str(sample.get("budget_kind", "sparsity")) == "sparsity":
         centre, tolerance = sample["budget_sparsity"], sample["budget_tolerance"]
         ax.axvspan(centre - tolerance, centre + tolerance, color="tab:green", alpha=0.08, label="budget")
     sources = {p["id"]: str(p["attrs"].get("source", "")) for p in run["plans"]}

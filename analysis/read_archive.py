@@ -637,6 +637,37 @@ def _check_sample(run, by_id):
     return problems
 
 
+def _check_baselines(run, by_id):
+    """/search/baselines (pipelines/baselines.cpp): each named plan complete under /plans; random_search names the
+    best of its plans by the baselines' objective, and its first plans are the sample stage's; the OWL outlier
+    ratios are shares (finite, in [0, 1])."""
+    b = run["search"].get("baselines")
+    if b is None or b.get("attrs", {}).get("complete") != 1:
+        return []
+    a, names, ids = b["attrs"], list(b.get("names", [])), list(b.get("ids", []))
+    key, maximised = objective_key(a.get("objective")), objective_maximised(a.get("objective"))
+    if key is None:
+        return [f"/search/baselines: objective {a.get('objective')!r} is not one of {', '.join(OBJECTIVE_KEYS)}"]
+    if len(names) != len(ids):
+        return [f"/search/baselines: {len(names)} names but {len(ids)} ids"]
+    problems = _missing_plans(ids, by_id, "/search/baselines")
+    if "random_search" in names:
+        plans = list(b.get("random_search_ids", []))
+        problems += _missing_plans(plans, by_id, "/search/baselines/random_search_ids")
+        got = ids[names.index("random_search")]
+        expected = best_id(plans, lambda pid: plan_value(by_id.get(pid), key), maximised)
+        if got not in plans or not _same(plan_value(by_id.get(got), key), plan_value(by_id.get(expected), key)):
+            problems.append(f"/search/baselines: random_search {got} ({key} {plan_value(by_id.get(got), key)}) is not "
+                            f"the best of its plans {expected} ({plan_value(by_id.get(expected), key)})")
+        sample_ids = list(run["search"].get("sample", {}).get("ids", []))
+        if sample_ids and plans[:len(sample_ids)] != sample_ids:
+            problems.append("/search/baselines/random_search_ids: its first plans are not the sample stage's")
+    ratios = np.asarray(b.get("owl_outlier_ratio", []), np.float64)
+    if "owl" in names and (ratios.size == 0 or not np.all(np.isfinite(ratios)) or ratios.min() < 0 or ratios.max() > 1):
+        problems.append(f"/search/baselines/owl_outlier_ratio: {ratios.tolist()} are not shares in [0, 1]")
+    return problems
+
+
 def _spearman(a, b):
     """Spearman ρ with tied values sharing their mean rank (src/search/regression_metrics.cpp)."""
     def ranks(x):
@@ -717,7 +748,7 @@ def check_search(run):
     if key is None:
         return [f"/search: objective {objective!r} is not one of {', '.join(OBJECTIVE_KEYS)}"]
     by_id, maximised = plans_by_id(run), objective_maximised(objective)
-    return (_check_sample(run, by_id) + _check_predictor(run, by_id) +
+    return (_check_sample(run, by_id) + _check_baselines(run, by_id) + _check_predictor(run, by_id) +
             _check_rounds(run, by_id, key, maximised) + _check_best(run, by_id, key, maximised) +
             _check_pareto(run, by_id, key, maximised))
 
@@ -821,8 +852,11 @@ def _print_search(run):
     objective = search_objective(run)
     sample = s.get("sample", {}).get("attrs", {})
     direction = "maximised" if objective_maximised(objective) else "minimised"
-    print(f"\nsearch: objective {objective} ({objective_key(objective)}, {direction}), budget linear sparsity "
-          f"{_fmt(sample.get('budget_sparsity'), '{:.3f}')} ± {_fmt(sample.get('budget_tolerance'), '{:.3f}')}, "
+    kind = str(sample.get("budget_kind", "sparsity"))  # absent: a linear-sparsity budget (src/archive/SCHEMA.md)
+    budget = ("linear sparsity " + _fmt(sample.get('budget_sparsity'), '{:.3f}') if kind == "sparsity" else
+              f"{'stored bytes' if kind == 'bytes' else kind} {_fmt(sample.get('budget_fraction'), '{:.3f}')}")
+    print(f"\nsearch: objective {objective} ({objective_key(objective)}, {direction}), budget {budget} "
+          f"± {_fmt(sample.get('budget_tolerance'), '{:.3f}')}{'' if kind == 'sparsity' else ' of the dense model'}, "
           f"{len(s.get('sample', {}).get('ids', []))} random samples, {len(s.get('rounds', []))} round(s)")
     _print_references(search_references(run))
     scores = predictor_scores(run)

@@ -11,7 +11,9 @@
 //                  the share of entries of its normalised projection inputs (attn_norm: input of q, k, v; ffn_norm:
 //                  input of gate, up; the o and down inputs are split over tp ranks and left out) with
 //                  |x| > M · mean|x| (M = baselines.owl_threshold, the mean over the layer's entries), measured on
-//                  the uncompressed model over the run's prompts (BOS + prompt, data.prompts); each searched
+//                  the uncompressed model over the calibration windows when the run has a `calibration:` section
+//                  (compress/calibration.hpp calibration_sequences), else over the run's prompts (BOS + prompt,
+//                  data.prompts); each searched
 //                  component of layer l gets S + 2λ·(mean D − D_l)/(max D − min D) (λ = baselines.owl_lambda, S the
 //                  uniform reference's sparsity), pruned with the uniform reference's method.
 //   random_search  random plans of the search space with as many real evaluations as the predictor-guided search
@@ -31,6 +33,8 @@
 #include "compress/apply.hpp"
 #include "core/errors.hpp"
 #include "core/sha256.hpp"
+#include "model/tokenizer.hpp"
+#include "pipelines/run_calibration.hpp"
 #include "pipelines/search_common.hpp"
 #include "search/allocation.hpp"
 
@@ -86,8 +90,10 @@ BaselineSettings read_baseline_settings(const RunConfig& c) {
 // and the budget moves by at most 5e-5.
 double round4(double x) { return std::round(x * 1e4) / 1e4; }
 
+// `budget_sparsity`: the linear sparsity to meet (space.budget.sparsity; under a bytes or parameters budget the
+// uniform reference's, which meets that budget with the same total of kept entries).
 CompressionPlan sensitivity_plan(const SensitivityRecord& sweep, const SearchSettings& s, const ModelConfig& model,
-                                 const BaselineSettings& b) {
+                                 const BaselineSettings& b, double budget_sparsity) {
   const PruneMethod method = kPruneMethodNames.parse(sweep.method, "sensitivity.method");
   const size_t L = sweep.layers.size(), C = sweep.components.size(), S = sweep.steps.size();
   const double n_tokens = static_cast<double>(sweep.continuation);
@@ -96,7 +102,7 @@ CompressionPlan sensitivity_plan(const SensitivityRecord& sweep, const SearchSet
   if (S == 0) throw InputError("baselines: the sensitivity sweep has no steps");
   size_t step = 0;
   for (size_t k = 1; k < S; ++k)
-    if (std::fabs(sweep.steps[k] - s.budget.sparsity) < std::fabs(sweep.steps[step] - s.budget.sparsity)) step = k;
+    if (std::fabs(sweep.steps[k] - budget_sparsity) < std::fabs(sweep.steps[step] - budget_sparsity)) step = k;
   std::vector<int64_t> layer;
   std::vector<Component> component;
   std::vector<double> sensitivity, sizes;
@@ -113,7 +119,7 @@ CompressionPlan sensitivity_plan(const SensitivityRecord& sweep, const SearchSet
     }
   if (layer.empty()) throw InputError("baselines: the sensitivity sweep covers none of space.components");
   const double total = static_cast<double>(plan_size(CompressionPlan::identity(model.num_layers), model).linear_parameters);
-  const double target = s.budget.sparsity * total;
+  const double target = budget_sparsity * total;
   const std::vector<double> x =
       b.sensitivity_rank ? allocate_sensitivity_rank(sensitivity, sizes, target, b.sensitivity_lambda, b.max_sparsity)
                          : allocate_inverse_sensitivity(sensitivity, sizes, target, b.max_sparsity);
@@ -122,30 +128,45 @@ CompressionPlan sensitivity_plan(const SensitivityRecord& sweep, const SearchSet
   return canonical_plan(plan);
 }
 
-// Outlier ratio D_l of every layer's normalised projection inputs on the uncompressed model over the prompts
-// (collective over the replica's tp group: every rank runs the same forwards; each replica measures the same).
-std::vector<double> measure_outlier_ratios(StageContext& ctx, const EvalSet& set, double threshold) {
+// Outlier ratio D_l of every layer's normalised projection inputs on the uncompressed model over `sequences` (each
+// one forward from position 0), equal to search/allocation.hpp outlier_ratio() of all the layer's entries in
+// forward order. Two passes over the sequences (the sum of |x| per layer, then the entries above M · mean|x|), so
+// the memory does not grow with the data: the activations of 128 calibration windows of 2048 tokens of a 7B model
+// would take gigabytes per layer. Collective over the replica's tp group: every rank runs the same forwards; each
+// replica measures the same.
+std::vector<double> measure_outlier_ratios(StageContext& ctx, const std::vector<std::vector<int32_t>>& sequences,
+                                           double threshold) {
   ModelReplica& replica = ctx.replica;
   const ModelConfig& config = replica.config();
   apply_plan(validate_plan(CompressionPlan::identity(config.num_layers), config, "the identity plan", ctx.topology.tp),
              replica.pristine(), replica.model());
   LlamaModel& model = replica.model();
-  std::vector<std::vector<float>> values(static_cast<size_t>(config.num_layers));
+  const size_t L = static_cast<size_t>(config.num_layers);
+  std::vector<double> sum(L, 0.0);
+  std::vector<int64_t> count(L, 0), outliers(L, 0);
+  bool counting = false;  // pass 2
   std::vector<float> host;
   model.set_observer([&](int64_t layer, LinearInput input, const Tensor& normed) {
     // OWL looks at the normalised inputs of q/k/v and gate/up only: o and down see tp-split columns.
     if (input != LinearInput::Attn && input != LinearInput::Mlp) return;
     host.resize(static_cast<size_t>(normed.numel()));
     model.backend().download(normed, host);
-    auto& v = values[static_cast<size_t>(layer)];
-    v.insert(v.end(), host.begin(), host.end());
+    const size_t l = static_cast<size_t>(layer);
+    if (!counting) {
+      for (float v : host) sum[l] += std::fabs(static_cast<double>(v));
+      count[l] += static_cast<int64_t>(host.size());
+    } else {
+      const double limit = threshold * (sum[l] / static_cast<double>(count[l]));
+      for (float v : host) outliers[l] += std::fabs(static_cast<double>(v)) > limit;
+    }
   });
   try {
-    for (const std::vector<int32_t>& prompt : set.prompts) {
-      std::vector<int32_t> ids = {config.bos_id};
-      ids.insert(ids.end(), prompt.begin(), prompt.end());
-      KvCache cache = model.make_cache(static_cast<int64_t>(ids.size()));
-      model.forward(ids, 0, cache);
+    for (int pass = 0; pass < 2; ++pass) {
+      counting = pass == 1;
+      for (const std::vector<int32_t>& ids : sequences) {
+        KvCache cache = model.make_cache(static_cast<int64_t>(ids.size()));
+        model.forward(ids, 0, cache);
+      }
     }
   } catch (...) {
     model.set_observer({});
@@ -153,7 +174,8 @@ std::vector<double> measure_outlier_ratios(StageContext& ctx, const EvalSet& set
   }
   model.set_observer({});
   std::vector<double> ratios;
-  for (const auto& v : values) ratios.push_back(outlier_ratio(v, threshold));
+  for (size_t l = 0; l < L; ++l)
+    ratios.push_back(count[l] > 0 ? static_cast<double>(outliers[l]) / static_cast<double>(count[l]) : 0.0);
   return ratios;
 }
 
@@ -178,19 +200,39 @@ void run_baselines_stage(StageContext& ctx) {
   BaselineSettings b;
   std::optional<SampleRecord> sample;
   std::vector<PlanEntry> entries;
-  Bytes eval_payload;
+  Bytes owl_payload;  // the OWL sequences, from the coordinator
   world_step([&] {
     s = read_search_settings(ctx.config, model);
     b = read_baseline_settings(ctx.config);
     if (!coordinator || !b.owl) return;
-    const EvalSet set = ctx.archive.read_eval_set();
-    if (set.prompts.empty()) throw InputError("baselines: owl measures activations on data.prompts, and the run has none");
-    eval_payload = serialize(set);
+    // OWL's data: the calibration windows when the run has a calibration section (as the OWL paper measures on
+    // its calibration samples), else BOS + each prompt of data.prompts.
+    std::vector<std::vector<int32_t>> sequences;
+    if (calibrated_features(ctx.config)) {
+      sequences = calibration_sequences(Tokenizer(ctx.config.tokenizer.string()), run_calibration(ctx).spec());
+      spdlog::info("baselines: OWL statistics on {} calibration windows of {} tokens of {}", sequences.size(),
+                   run_calibration(ctx).spec().length, ctx.config.calibration_text.string());
+    } else {
+      const EvalSet set = ctx.archive.read_eval_set();
+      if (set.prompts.empty())
+        throw InputError("baselines: owl measures activations on data.prompts (or the calibration text), and the run has neither");
+      for (const std::vector<int32_t>& prompt : set.prompts) {
+        sequences.push_back({model.bos_id});
+        sequences.back().insert(sequences.back().end(), prompt.begin(), prompt.end());
+      }
+    }
+    ByteWriter w;
+    w.put<int64_t>(static_cast<int64_t>(sequences.size()));
+    for (const auto& seq : sequences) w.put_vector(std::span<const int32_t>(seq.data(), seq.size()));
+    owl_payload = w.take();
   });
   std::vector<double> outlier_ratios;
   if (b.owl) {
-    broadcast_bytes(eval_payload);
-    outlier_ratios = measure_outlier_ratios(ctx, deserialize_eval_set(eval_payload), b.owl_threshold);
+    broadcast_bytes(owl_payload);
+    ByteReader r(owl_payload);
+    std::vector<std::vector<int32_t>> sequences(static_cast<size_t>(r.get<int64_t>()));
+    for (auto& seq : sequences) seq = r.get_vector<int32_t>();
+    outlier_ratios = measure_outlier_ratios(ctx, sequences, b.owl_threshold);
   }
   world_step([&] {
     if (!coordinator) return;
@@ -200,10 +242,18 @@ void run_baselines_stage(StageContext& ctx) {
       const std::optional<SensitivityRecord> sweep = read_sensitivity(ctx.archive);
       if (!sweep) throw InputError("baselines: the sensitivity baseline needs a complete sensitivity stage (list `sensitivity` "
                                    "before `baselines`, or set baselines.kinds without it)");
-      const CompressionPlan plan = sensitivity_plan(*sweep, s, model, b);
+      const double budget_sparsity = s.budget.kind == BudgetKind::Sparsity
+                                         ? s.budget.sparsity
+                                         : plan_size(PlanSampler(s.space, model, s.budget).uniform(), model).sparsity;
+      const CompressionPlan plan = sensitivity_plan(*sweep, s, model, b, budget_sparsity);
       const double sparsity = plan_size(plan, model).sparsity;
-      spdlog::info("baselines: sensitivity-guided plan at linear sparsity {:.4f} (budget {:.3f} ± {:.3f})", sparsity,
-                   s.budget.sparsity, s.budget.tolerance);
+      if (s.budget.kind == BudgetKind::Sparsity)
+        spdlog::info("baselines: sensitivity-guided plan at linear sparsity {:.4f} (budget {:.3f} ± {:.3f})", sparsity,
+                     s.budget.sparsity, s.budget.tolerance);
+      else
+        spdlog::info("baselines: sensitivity-guided plan at linear sparsity {:.4f} (the uniform reference's), {} {:.4f} "
+                     "(budget {})", sparsity, kBudgetKindNames.name(s.budget.kind),
+                     budget_measure(plan, model, s.budget.kind), budget_description(s.budget));
       entries.push_back(plan_entry("sensitivity", "baselines:sensitivity", plan));
     }
     if (b.owl) {

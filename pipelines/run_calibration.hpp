@@ -43,6 +43,10 @@ class RunCalibration {
   // time.
   void prepare(ModelReplica& replica);
 
+  // The calibration windows' settings (text, sequences, length resolved against the model, seed): what
+  // compress/calibration.hpp calibration_sequences() draws, e.g. for the OWL baseline's activation statistics.
+  const CalibrationSpec& spec() const { return spec_; }
+
   // Applies `plan` to the replica's working copy with the calibration it needs (prepare() must have run when the
   // plan needs_calibration()). Collective over the replica's tensor-parallel group.
   void apply(const ValidatedPlan& plan, ModelReplica& replica);

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <cmath>
 #include <random>
 
 #include "pipelines/search_common.hpp"
@@ -38,14 +39,18 @@ void run_sample_stage(StageContext& ctx) {
     record.uniform_id = ids[0];
     record.best_random_id = best ? best->id : std::string();
     record.objective = s.objective.name;
-    record.budget_sparsity = s.budget.sparsity;
+    record.budget_sparsity = s.budget.kind == BudgetKind::Sparsity ? s.budget.sparsity : std::nan("");
     record.budget_tolerance = s.budget.tolerance;
+    record.budget_kind = std::string(kBudgetKindNames.name(s.budget.kind));
+    if (s.budget.kind != BudgetKind::Sparsity) record.budget_fraction = s.budget.fraction;
     record.seed = static_cast<int64_t>(s.sample_seed);
     write_search_sample(ctx.archive, record);
     if (best && !uniform.empty())
-      spdlog::info("sample: {} random plans at sparsity {:.3f} ± {:.3f}; {}: uniform {:.4f}, best random {:.4f} ({} [{}])",
-                   pairs.size(), s.budget.sparsity, s.budget.tolerance, s.objective.name, uniform[0].value, best->value,
-                   best->name, best->id);
+      spdlog::info("sample: {} random plans at {}; {}: uniform {:.4f}, best random {:.4f} ({} [{}])", pairs.size(),
+                   s.budget.kind == BudgetKind::Sparsity
+                       ? fmt::format("sparsity {:.3f} ± {:.3f}", s.budget.sparsity, s.budget.tolerance)
+                       : budget_description(s.budget),
+                   s.objective.name, uniform[0].value, best->value, best->name, best->id);
   });
 }
 

@@ -195,12 +195,20 @@ void run_search_stage(StageContext& ctx) {
                                best->sparsity};
     write_search_outcome(ctx.archive, pareto, best_record);
 
-    fmt::print("\nsearch summary: {} at linear sparsity {:.3f} ± {:.3f} ({} pairs; predictor CV R² {:.3f}, Spearman ρ {:.3f}, "
+    fmt::print("\nsearch summary: {} at {} ({} pairs; predictor CV R² {:.3f}, Spearman ρ {:.3f}, "
                "MAE {:.4g})\n",
-               s.objective.name, s.budget.sparsity, s.budget.tolerance, pairs.size(), scores.r2, scores.spearman, scores.mae);
+               s.objective.name, budget_description(s.budget), pairs.size(), scores.r2, scores.spearman, scores.mae);
     fmt::print("{:<14} {:<20} {:>18} {:>10}\n", "reference", "plan", "id", "sparsity");
     auto row = [&](const char* what, const Pair* p) {
-      if (p) fmt::print("{:<14} {:<20} {:>18} {:>10.4f}   {} {:.4f}\n", what, p->name, p->id, p->sparsity, s.objective.name, p->value);
+      if (!p) return;
+      // Under a bytes / parameters budget the plan's measure too (linear sparsity alone hides int8).
+      std::string measure;
+      if (s.budget.kind != BudgetKind::Sparsity)
+        measure = fmt::format("   {} {:.4f}", kBudgetKindNames.name(s.budget.kind),
+                              budget_measure(plan_from_features(p->features, model, s.calibrated_features), model,
+                                             s.budget.kind));
+      fmt::print("{:<14} {:<20} {:>18} {:>10.4f}   {} {:.4f}{}\n", what, p->name, p->id, p->sparsity, s.objective.name,
+                 p->value, measure);
     };
     row("uniform", refs.empty() ? nullptr : &refs[0]);
     row("best random", best_random.empty() ? nullptr : &best_random[0]);

@@ -32,9 +32,22 @@ SearchSettings read_search_settings(const RunConfig& c, const ModelConfig& model
   s.space.int8 = space.get("int8", s.space.int8);
   s.space.removable_layers = space.get("removable_layers", s.space.removable_layers);
   s.space.max_removed_layers = space.get("max_removed_layers", s.space.max_removed_layers);
-  const ConfigNode budget = space["budget"].check_keys({"sparsity", "tolerance"});
-  s.budget.sparsity = budget.get("sparsity", s.budget.sparsity);
+  const ConfigNode budget = space["budget"].check_keys({"kind", "sparsity", "fraction", "tolerance"});
+  s.budget.kind = budget.get_enum("kind", kBudgetKindNames, s.budget.kind);
+  if (s.budget.kind == BudgetKind::Sparsity) {
+    if (budget["fraction"].present())
+      budget["fraction"].fail("only a bytes or parameters budget takes a fraction (a sparsity budget: space.budget.sparsity)");
+    s.budget.sparsity = budget.get("sparsity", s.budget.sparsity);
+  } else {
+    if (budget["sparsity"].present())
+      budget["sparsity"].fail(fmt::format("a {} budget takes space.budget.fraction, not sparsity",
+                                          kBudgetKindNames.name(s.budget.kind)));
+    s.budget.fraction = budget.required("fraction").as<double>();
+    if (!(s.budget.fraction > 0.0 && s.budget.fraction <= 1.0))
+      budget["fraction"].fail(fmt::format("expected a number in (0, 1], found {}", s.budget.fraction));
+  }
   s.budget.tolerance = budget.get("tolerance", s.budget.tolerance);
+  if (!(s.budget.tolerance >= 0.0)) budget["tolerance"].fail(fmt::format("expected a number >= 0, found {}", s.budget.tolerance));
   s.sample_count = sample.get("count", s.sample_count);
   s.sample_seed = sample.get("seed", s.sample_seed);
   if (const ConfigNode objective = train["objective"]; objective.present())

@@ -57,6 +57,10 @@ void write_search_sample(const RunArchive& archive, const SampleRecord& r) {
     f.set_attr(kSample, "objective", r.objective);
     f.set_attr(kSample, "budget_sparsity", r.budget_sparsity);
     f.set_attr(kSample, "budget_tolerance", r.budget_tolerance);
+    if (r.budget_kind != "sparsity") {
+      f.set_attr(kSample, "budget_kind", r.budget_kind);
+      f.set_attr(kSample, "budget_fraction", r.budget_fraction);
+    }
     f.set_attr(kSample, "seed", r.seed);
     f.set_attr(kSample, "complete", int64_t{1});
   });
@@ -72,6 +76,10 @@ std::optional<SampleRecord> read_search_sample(const RunArchive& archive) {
   r.objective = f.attr_string(kSample, "objective");
   r.budget_sparsity = f.attr_double(kSample, "budget_sparsity");
   r.budget_tolerance = f.attr_double(kSample, "budget_tolerance");
+  if (f.has_attr(kSample, "budget_kind")) {
+    r.budget_kind = f.attr_string(kSample, "budget_kind");
+    r.budget_fraction = f.attr_double(kSample, "budget_fraction");
+  }
   r.seed = f.attr_int(kSample, "seed");
   return r;
 }

@@ -4,6 +4,7 @@
 // writes exactly the datasets, attributes and annotations SCHEMA.md lists; readers return std::nullopt for a
 // group that is missing or not complete.
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,9 +34,13 @@ struct SampleRecord {
   std::string uniform_id;
   std::string best_random_id;    // "" when there is none
   std::string objective;         // the configuration's train.objective
-  double budget_sparsity = 0.0;
+  double budget_sparsity = 0.0;   // kind sparsity: the target; NaN for the other kinds
   double budget_tolerance = 0.0;
   int64_t seed = 0;
+  // search/space.hpp BudgetKind by name; the attributes budget_kind and budget_fraction are written only for a
+  // kind other than sparsity (archives of sparsity budgets keep their layout) and read as "sparsity" / NaN when absent.
+  std::string budget_kind = "sparsity";
+  double budget_fraction = std::numeric_limits<double>::quiet_NaN();
 };
 void write_search_sample(const RunArchive& archive, const SampleRecord& record);
 std::optional<SampleRecord> read_search_sample(const RunArchive& archive);

@@ -6,6 +6,13 @@
 //   - a component with pruned entries may be stored sparse: a bitmap of 1 bit per entry of the full matrix
 //     (ceil(rows · cols / 8) bytes, row-major) followed by the kept values in order; it is stored the cheaper
 //     way, dense (every entry, zeros included) or sparse, so a little pruning never costs more than none;
+//   - a component quantized by a grid quantizer (gptq, rtn; compress/calibrated_operators.hpp) stores its values at
+//     `bits` bits each, packed row by row (rows · ceil(cols · bits / 8) bytes dense), plus per group of a row
+//     (cols / group_size groups, 1 for group_size −1) one fp16 scale, and for an asymmetric grid (sym: false) one
+//     zero point at `bits` bits packed per row (rows · ceil(groups · bits / 8) bytes; a symmetric grid's zero
+//     point is the constant 2^(bits−1), not stored); with act_order and more than one group per row the column
+//     order is stored too, one int32 per column (GPTQ's g_idx); sparse, its kept values are packed at `bits`
+//     bits one after the other (ceil(kept · bits / 8) bytes) after the bitmap;
 //   - a removed layer stores nothing.
 // Embeddings, norms and lm_head are outside (the budget is over the searched linear projections, like linear
 // sparsity). The reference size is the dense fp16 model: 2 bytes per linear entry.

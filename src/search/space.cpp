@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "compress/storage.hpp"
 #include "core/errors.hpp"
 
 namespace divprune {
@@ -13,8 +14,29 @@ namespace {
 constexpr int kMaxAttempts = 20000;  // redraws before a budget is declared unreachable for this space
 }
 
+double budget_measure(const CompressionPlan& plan, const ModelConfig& config, BudgetKind kind) {
+  switch (kind) {
+    case BudgetKind::Sparsity: return plan_size(plan, config).sparsity;
+    case BudgetKind::Bytes: return plan_storage_bytes(plan, config).fraction();
+    case BudgetKind::Parameters:
+      return static_cast<double>(plan_size(plan, config).parameters) / static_cast<double>(config.parameter_count());
+  }
+  return 0.0;
+}
+
+std::string budget_description(const Budget& budget) {
+  switch (budget.kind) {
+    case BudgetKind::Sparsity: return fmt::format("linear sparsity {:.3f} ± {:.3f}", budget.sparsity, budget.tolerance);
+    case BudgetKind::Bytes:
+      return fmt::format("stored bytes {:.3f} ± {:.3f} of dense fp16", budget.fraction, budget.tolerance);
+    case BudgetKind::Parameters:
+      return fmt::format("parameters {:.3f} ± {:.3f} of the model", budget.fraction, budget.tolerance);
+  }
+  return "?";
+}
+
 bool within_budget(const CompressionPlan& plan, const ModelConfig& config, const Budget& budget) {
-  return std::fabs(plan_size(plan, config).sparsity - budget.sparsity) <= budget.tolerance + 1e-12;
+  return std::fabs(budget_measure(plan, config, budget.kind) - budget.target()) <= budget.tolerance + 1e-12;
 }
 
 void validate_space(const SearchSpace& space, const ModelConfig& config, const Budget& budget) {
@@ -27,15 +49,51 @@ void validate_space(const SearchSpace& space, const ModelConfig& config, const B
       throw InputError(fmt::format("space.removable_layers: layer {} is outside [0, {})", l, config.num_layers));
   if (space.max_removed_layers >= config.num_layers)
     throw InputError("space.max_removed_layers: at least one layer must remain");
-  if (!(budget.sparsity >= 0.0 && budget.sparsity < 1.0) || !(budget.tolerance >= 0.0))
-    throw InputError(fmt::format("space.budget: sparsity must be in [0, 1) and tolerance at least 0, found sparsity {} "
-                                 "tolerance {}", budget.sparsity, budget.tolerance));
+  if (budget.kind == BudgetKind::Sparsity) {
+    if (!(budget.sparsity >= 0.0 && budget.sparsity < 1.0) || !(budget.tolerance >= 0.0))
+      throw InputError(fmt::format("space.budget: sparsity must be in [0, 1) and tolerance at least 0, found sparsity {} "
+                                   "tolerance {}", budget.sparsity, budget.tolerance));
+  } else {
+    // A fraction of the dense model: above 0 (something must remain) and at most 1 (no plan is larger).
+    if (!(budget.fraction > 0.0 && budget.fraction <= 1.0))
+      throw InputError(fmt::format("space.budget.fraction: expected a number in (0, 1] for a {} budget, found {}",
+                                   kBudgetKindNames.name(budget.kind), budget.fraction));
+    if (!(budget.tolerance >= 0.0))
+      throw InputError(fmt::format("space.budget.tolerance: expected a number >= 0, found {}", budget.tolerance));
+  }
 }
 
 PlanSampler::PlanSampler(SearchSpace space, ModelConfig config, Budget budget)
     : space_(std::move(space)), config_(std::move(config)), budget_(budget) {
   validate_space(space_, config_, budget_);
   std::sort(space_.sparsity_levels.begin(), space_.sparsity_levels.end());
+  center_ = level_center();
+}
+
+double PlanSampler::level_center() const {
+  const auto& levels = space_.sparsity_levels;
+  if (budget_.kind == BudgetKind::Sparsity)
+    return static_cast<double>(std::lower_bound(levels.begin(), levels.end(), budget_.sparsity) - levels.begin());
+  // Expected measure with every searched component at level k (magnitude: a method every component takes).
+  const auto measure_at = [&](size_t k, bool int8) {
+    CompressionPlan plan = CompressionPlan::identity(config_.num_layers);
+    for (int64_t l = 0; l < config_.num_layers; ++l)
+      for (Component c : space_.components) {
+        ComponentPlan& cp = plan.at(l, c);
+        if (levels[k] > 0.0) cp.prune = PruneSpec{PruneMethod::Magnitude, levels[k]};
+        if (int8) cp.quant = QuantMethod::Int8;
+      }
+    return budget_measure(plan, config_, budget_.kind);
+  };
+  std::vector<double> m;
+  for (size_t k = 0; k < levels.size(); ++k)
+    m.push_back(space_.int8 ? 0.5 * (measure_at(k, false) + measure_at(k, true)) : measure_at(k, false));
+  // m falls with k; the center is where it crosses the target.
+  if (budget_.fraction >= m.front()) return 0.0;
+  for (size_t k = 0; k + 1 < m.size(); ++k)
+    if (budget_.fraction >= m[k + 1])
+      return static_cast<double>(k) + (m[k] - budget_.fraction) / std::max(m[k] - m[k + 1], 1e-12);
+  return static_cast<double>(m.size() - 1);
 }
 
 void PlanSampler::draw_component(CompressionPlan& plan, int64_t layer, Component c, double center,
@@ -61,9 +119,8 @@ void PlanSampler::draw_component(CompressionPlan& plan, int64_t layer, Component
 }
 
 CompressionPlan PlanSampler::sample(std::mt19937_64& rng) const {
-  const auto& levels = space_.sparsity_levels;
-  // Where the target sparsity sits among the levels: plans are drawn around it, so few are redrawn.
-  const auto nearest = std::lower_bound(levels.begin(), levels.end(), budget_.sparsity) - levels.begin();
+  // Where the target sits among the levels: plans are drawn around it, so few are redrawn.
+  const double nearest = center_;
   std::uniform_real_distribution<double> spread(-2.0, 2.0);
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
     CompressionPlan plan = CompressionPlan::identity(config_.num_layers);
@@ -74,7 +131,7 @@ CompressionPlan PlanSampler::sample(std::mt19937_64& rng) const {
     std::shuffle(removable.begin(), removable.end(), rng);
     for (int64_t i = 0; i < drops && i < static_cast<int64_t>(removable.size()); ++i)
       plan.layers[static_cast<size_t>(removable[static_cast<size_t>(i)])].removed = true;
-    const double center = static_cast<double>(nearest) + spread(rng);
+    const double center = nearest + spread(rng);
     for (int64_t l = 0; l < config_.num_layers; ++l) {
       if (plan.layers[static_cast<size_t>(l)].removed) continue;
       for (Component c : space_.components) draw_component(plan, l, c, center, rng);
@@ -82,13 +139,39 @@ CompressionPlan PlanSampler::sample(std::mt19937_64& rng) const {
     plan = canonical_plan(plan);
     if (fits(plan)) return plan;
   }
-  throw InputError(fmt::format("search: no plan of the space reaches sparsity {} ± {} in {} draws; widen "
-                               "space.sparsity_levels or space.budget.tolerance",
-                               budget_.sparsity, budget_.tolerance, kMaxAttempts));
+  if (budget_.kind == BudgetKind::Sparsity)
+    throw InputError(fmt::format("search: no plan of the space reaches sparsity {} ± {} in {} draws; widen "
+                                 "space.sparsity_levels or space.budget.tolerance",
+                                 budget_.sparsity, budget_.tolerance, kMaxAttempts));
+  throw InputError(fmt::format("search: no plan of the space reaches {} in {} draws; widen space.sparsity_levels or "
+                               "space.budget.tolerance",
+                               budget_description(budget_), kMaxAttempts));
 }
 
 CompressionPlan PlanSampler::uniform() const {
   CompressionPlan plan = CompressionPlan::identity(config_.num_layers);
+  if (budget_.kind != BudgetKind::Sparsity) {
+    PruneMethod method = space_.methods.front();
+    if (method == PruneMethod::Heads || method == PruneMethod::Channels || method == PruneMethod::TwoFour)
+      method = PruneMethod::Magnitude;
+    const auto at = [&](double s) {
+      CompressionPlan p = CompressionPlan::identity(config_.num_layers);
+      if (s > 0.0)
+        for (int64_t l = 0; l < config_.num_layers; ++l)
+          for (Component c : space_.components) p.at(l, c).prune = PruneSpec{method, s};
+      return p;
+    };
+    // The measure never rises with the sparsity: bisect for the smallest sparsity (in steps of 1e-4, so the
+    // plan's YAML and float32 features hold the same value) whose measure is at most the target.
+    int64_t lo = 0, hi = 9900;  // sparsity · 1e4
+    if (budget_measure(at(0.0), config_, budget_.kind) <= budget_.fraction) return at(0.0);
+    while (hi - lo > 1) {
+      const int64_t mid = (lo + hi) / 2;
+      if (budget_measure(at(static_cast<double>(mid) * 1e-4), config_, budget_.kind) <= budget_.fraction) hi = mid;
+      else lo = mid;
+    }
+    return at(static_cast<double>(hi) * 1e-4);
+  }
   // The uniform sparsity that meets the budget exactly over the searched components (not only a level).
   int64_t searched = 0;
   for (Component c : space_.components) {
@@ -110,13 +193,24 @@ CompressionPlan PlanSampler::repair(CompressionPlan candidate, std::mt19937_64& 
   if (fits(candidate)) return candidate;
   // Nudge one component at a time toward the budget; give up and redraw after a while.
   const auto& levels = space_.sparsity_levels;
+  const bool sparsity_kind = budget_.kind == BudgetKind::Sparsity;
   for (int attempt = 0; attempt < 200; ++attempt) {
-    const double current = plan_size(candidate, config_).sparsity;
-    const bool up = current < budget_.sparsity;
+    // up: the plan must shrink (more sparsity; fewer bytes or parameters).
+    const double current = budget_measure(candidate, config_, budget_.kind);
+    const bool up = sparsity_kind ? current < budget_.sparsity : current > budget_.fraction;
     const int64_t layer = std::uniform_int_distribution<int64_t>(0, config_.num_layers - 1)(rng);
     if (candidate.layers[static_cast<size_t>(layer)].removed || space_.components.empty()) continue;
     const Component c = space_.components[std::uniform_int_distribution<size_t>(0, space_.components.size() - 1)(rng)];
     ComponentPlan& target = candidate.at(layer, c);
+    // Under a bytes budget int8 is the other lever: half the nudges switch it (on to shrink, off to grow).
+    if (budget_.kind == BudgetKind::Bytes && space_.int8 && std::bernoulli_distribution(0.5)(rng)) {
+      if (up == (target.quant == QuantMethod::Int8) || (target.quant != QuantMethod::None && target.quant != QuantMethod::Int8))
+        continue;
+      target.quant = up ? QuantMethod::Int8 : QuantMethod::None;
+      candidate = canonical_plan(candidate);
+      if (fits(candidate)) return candidate;
+      continue;
+    }
     const double s = target.prune ? target.prune->sparsity : 0.0;
     const auto pos = std::lower_bound(levels.begin(), levels.end(), s - 1e-9) - levels.begin();
     const long next = up ? pos + 1 : pos - 1;
@@ -146,8 +240,7 @@ CompressionPlan PlanSampler::mutate(const CompressionPlan& parent, std::mt19937_
       LayerPlan& layer = child.layers[static_cast<size_t>(l)];
       if (layer.removed) {
         layer.removed = false;
-        const double center = static_cast<double>(std::lower_bound(levels.begin(), levels.end(), budget_.sparsity) - levels.begin());
-        for (Component c : space_.components) draw_component(child, l, c, center, rng);
+        for (Component c : space_.components) draw_component(child, l, c, center_, rng);
       } else if (static_cast<int64_t>(child.dropped_layers().size()) < space_.max_removed_layers) {
         layer.removed = true;
       }

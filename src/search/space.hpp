@@ -5,6 +5,7 @@
 // evaluates was drawn from the declared space.
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "compress/plan.hpp"
@@ -20,11 +21,34 @@ struct SearchSpace {
   int64_t max_removed_layers = 0;
 };
 
-// Overall linear sparsity (compress/plan.hpp PlanSize::sparsity) must lie within target ± tolerance.
+// What a budget constrains (space.budget.kind). Each kind is one number per plan, its measure:
+//   sparsity    overall linear sparsity (compress/plan.hpp PlanSize::sparsity); quantization is free
+//   bytes       bytes of the linear projections in the storage format of compress/storage.hpp over the dense fp16
+//               bytes (StorageBytes::fraction): int8 and grid quantizers cost their bits, pruned entries cost a
+//               bitmap, so quantizing and pruning trade against each other
+//   parameters  parameters of the whole model (embeddings, norms, lm_head included) neither in a removed layer nor
+//               zeroed by a prune (PlanSize::parameters) over the model's parameter count: CHOP's "equal parameter
+//               count", under which removing a layer costs what pruning as many entries costs
+enum class BudgetKind { Sparsity = 0, Bytes, Parameters };
+inline constexpr auto kBudgetKindNames = enum_names<BudgetKind>(
+    "budget kind", {{BudgetKind::Sparsity, "sparsity"}, {BudgetKind::Bytes, "bytes"}, {BudgetKind::Parameters, "parameters"}});
+static_assert(kBudgetKindNames.names_unique());
+
+// A plan is inside the budget when its measure lies within target ± tolerance: sparsity for kind sparsity (the
+// linear sparsity), fraction for the other kinds (a fraction of the dense model's bytes or parameters).
 struct Budget {
   double sparsity = 0.5;
   double tolerance = 0.02;
+  BudgetKind kind = BudgetKind::Sparsity;
+  double fraction = 0.5;  // bytes / parameters
+  double target() const { return kind == BudgetKind::Sparsity ? sparsity : fraction; }
 };
+
+// The measure of `plan` under `kind` (see BudgetKind).
+double budget_measure(const CompressionPlan& plan, const ModelConfig& config, BudgetKind kind);
+// "linear sparsity 0.500 ± 0.020", "stored bytes 0.300 ± 0.010 of dense fp16", "parameters 0.800 ± 0.010 of
+// the model": for messages and summaries.
+std::string budget_description(const Budget& budget);
 
 bool within_budget(const CompressionPlan& plan, const ModelConfig& config, const Budget& budget);
 
@@ -38,8 +62,10 @@ class PlanSampler {
 
   // A random plan of the space inside the budget.
   CompressionPlan sample(std::mt19937_64& rng) const;
-  // The same sparsity (the level nearest the budget) in every searched component: the reference every
-  // search is compared with. Uses the first method of the space.
+  // The same sparsity in every searched component, meeting the budget (kind sparsity: exactly; bytes /
+  // parameters: the smallest sparsity, to 4 decimals, whose measure reaches the target, found by bisection; no
+  // quantization and no removed layer): the reference every search is compared with. Uses the first method of
+  // the space.
   CompressionPlan uniform() const;
   // A copy with a few components (and possibly one layer) redrawn, inside the budget.
   CompressionPlan mutate(const CompressionPlan& parent, std::mt19937_64& rng) const;
@@ -56,10 +82,15 @@ class PlanSampler {
   void draw_component(CompressionPlan& plan, int64_t layer, Component c, double center, std::mt19937_64& rng) const;
   // Tries `attempts` times to turn `candidate` into a plan inside the budget by mutating it.
   CompressionPlan repair(CompressionPlan candidate, std::mt19937_64& rng) const;
+  // The sparsity level index (fractional) that plans are drawn around: for kind sparsity the first level at or
+  // above the target; for bytes / parameters where the measure of "every searched component at one level"
+  // (int8 on half of them when the space allows int8) crosses the target, interpolated between levels.
+  double level_center() const;
 
   SearchSpace space_;
   ModelConfig config_;
   Budget budget_;
+  double center_ = 0.0;  // level_center(), computed once
 };
 
 }  // namespace divprune

@@ -154,6 +154,31 @@ void write_everything(const RunArchive& a) {
   write_sensitivity(a, sensitivity_record());
 }
 
+// A bytes / parameters budget adds budget_kind and budget_fraction to /search/sample; a sparsity budget writes
+// neither (its archives keep their layout) and reads back as kind "sparsity".
+TEST(ArchiveRecords, SampleBudgetKindRoundTrip) {
+  const RunArchive a(temp_archive("budget.h5"));
+  write_everything(a);
+  {
+    H5File f(a.path(), H5Mode::Read);
+    EXPECT_FALSE(f.has_attr("search/sample", "budget_kind"));
+    EXPECT_FALSE(f.has_attr("search/sample", "budget_fraction"));
+  }
+  EXPECT_EQ(read_search_sample(a)->budget_kind, "sparsity");
+  EXPECT_TRUE(std::isnan(read_search_sample(a)->budget_fraction));
+  SampleRecord r = sample_record();
+  r.budget_kind = "bytes";
+  r.budget_fraction = 0.35;
+  r.budget_sparsity = std::nan("");
+  write_search_sample(a, r);
+  const auto back = read_search_sample(a);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->budget_kind, "bytes");
+  EXPECT_EQ(back->budget_fraction, 0.35);
+  EXPECT_TRUE(std::isnan(back->budget_sparsity));
+  EXPECT_EQ(back->seed, 7);
+}
+
 TEST(ArchiveRecords, SearchRoundTrip) {
   const RunArchive a(temp_archive("search.h5"));
   write_everything(a);

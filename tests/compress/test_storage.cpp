@@ -41,5 +41,35 @@ TEST(Storage, BytesOfTheDocumentedFormat) {
   EXPECT_DOUBLE_EQ(s.fraction(), static_cast<double>(s.stored) / (4.0 * 36864));
 }
 
+TEST(Storage, GridQuantizersStoreBitsGroupScalesZerosAndColumnOrder) {
+  const ModelConfig model = test::llama_shape(2, 64, 128, 4, 2);
+  CompressionPlan plan = CompressionPlan::identity(2);
+  ComponentPlan& q = plan.at(0, Component::Q);  // 64 x 64
+  // rtn 4 bits, groups of 16 columns, symmetric: 64 rows · 32 bytes of packed values + 64 · 4 fp16 scales.
+  q.quant = QuantMethod::Rtn;
+  q.quant_params = QuantParams{4, 16, true, false};
+  EXPECT_EQ(component_storage_bytes(plan, 0, Component::Q, model), 64 * 32 + 2 * 64 * 4);
+  // Asymmetric: + 4 zero points of 4 bits per row (2 bytes).
+  q.quant_params.sym = false;
+  EXPECT_EQ(component_storage_bytes(plan, 0, Component::Q, model), 64 * 32 + 2 * 64 * 4 + 64 * 2);
+  // gptq with act_order: + one int32 group index per column.
+  q.quant = QuantMethod::Gptq;
+  q.quant_params = QuantParams{4, 16, true, true};
+  EXPECT_EQ(component_storage_bytes(plan, 0, Component::Q, model), 64 * 32 + 2 * 64 * 4 + 4 * 64);
+  // ... but not with one group per row (the order does not change which scale a column uses).
+  q.quant_params = QuantParams{4, -1, false, true};
+  EXPECT_EQ(component_storage_bytes(plan, 0, Component::Q, model), 64 * 32 + 2 * 64 + 64 * 1);
+  // 3 bits: a row of 64 values packs into 24 bytes.
+  q.quant_params = QuantParams{3, 16, true, false};
+  EXPECT_EQ(component_storage_bytes(plan, 0, Component::Q, model), 64 * 24 + 2 * 64 * 4);
+  // Pruned 50% and rtn-4 (gate, 128 x 64): bitmap 1024 + 4096 kept values at 4 bits + 128 · 4 scales, cheaper
+  // than dense 128 · 32 + 1024.
+  ComponentPlan& gate = plan.at(0, Component::Gate);
+  gate.prune = PruneSpec{PruneMethod::Magnitude, 0.5};
+  gate.quant = QuantMethod::Rtn;
+  gate.quant_params = QuantParams{4, 16, true, false};
+  EXPECT_EQ(component_storage_bytes(plan, 0, Component::Gate, model), 1024 + 2048 + 1024);
+}
+
 }  // namespace
 }  // namespace divprune
