@@ -148,6 +148,19 @@ int64_t RunArchive::begin_run(const ArchiveRunInfo& info) {
       throw InputError(fmt::format("{}: the archive was made with another model (checksum {}), this run uses {} ({}); "
                                    "use another archive",
                                    path_.string(), checksum, info.model_path, info.model_checksum));
+    if (!info.feature_names.empty() && f.exists("plans/feature_names")) {
+      const std::vector<std::string> stored = f.read_strings("plans/feature_names");
+      if (stored != info.feature_names) {
+        size_t i = 0;
+        while (i < stored.size() && i < info.feature_names.size() && stored[i] == info.feature_names[i]) ++i;
+        auto at = [i](const std::vector<std::string>& v) { return i < v.size() ? "\"" + v[i] + "\"" : std::string("none"); };
+        throw InputError(fmt::format(
+            "{}: /plans/feature_names holds {} plan features, this run writes {} (first difference at index {}: {} vs "
+            "{}); its plans were written by another divprune version or with(out) a `calibration:` section: resume "
+            "with the same version and configuration, or use another archive",
+            path_.string(), stored.size(), info.feature_names.size(), i, at(stored), at(info.feature_names)));
+      }
+    }
   } else {
     f.set_attr("/", "schema_version", kArchiveSchemaVersion);
     f.set_attr("/", "created_utc", utc_now());
