@@ -4,7 +4,7 @@
 // an uncalibrated plan's do: argmax, FDT and SDT identically, per-token NLL and perplexity to the same tolerance
 // as the magnitude control. Before, the statistics differed in the last bits across tp and GPTQ's rounding with
 // them (a gptq plan's perplexity differed in the 4th decimal). wanda 2:4, sparsegpt 50%, gptq-4 (group 16,
-// act-order) in cached mode, gptq-4 in sequential mode, on tiny-llama2-trained with 4 x 64 calibration tokens.
+// act-order) in cached mode, on tiny-llama2-trained with 4 x 64 calibration tokens.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -84,9 +84,10 @@ TEST(RunCalibrationTp, CalibratedPlansAtTp2EqualTp1) {
     names.push_back(name);
   }
   double control = 0;  // the uncalibrated plan's largest per-token NLL difference between tp 1 and 2
-  for (const std::string mode : {"cached", "sequential"}) {
-    const std::vector<std::string> plans =
-        mode == "cached" ? names : std::vector<std::string>{"gptq4"};
+  // Cached mode (the search default); sequential mode's working copies are checked bit for bit across tp in
+  // compress_tp, and a run here would cost one forward pass per layer per plan.
+  for (const std::string mode : {"cached"}) {
+    const std::vector<std::string> plans = names;
     const auto one = write_config(dir, mode + "1.yaml", run_yaml(dir, mode + "1.h5", mode, plans));
     const auto two = write_config(dir, mode + "2.yaml", run_yaml(dir, mode + "2.h5", mode, plans));
     auto r = run_config(one);
