@@ -10,10 +10,61 @@
 
 namespace divprune {
 
+namespace {
+
+// One element of space.quant: none, int8, gptq-B / rtn-B (bits B, the other parameters at their plan
+// defaults: group_size 128, symmetric, no act-order), or a map in the plan's syntax {method, bits, group_size, sym,
+// act_order}. Checked like a plan's quant on every searched component it fits (space.hpp quant_choice_applies);
+// it must fit at least one.
+QuantChoice parse_quant_choice(const ConfigNode& n, const SearchSpace& space, const ModelConfig& model) {
+  QuantChoice q;
+  if (n.is_map()) {
+    n.check_keys({"method", "bits", "group_size", "sym", "act_order"});
+    q.method = n.required("method").as_enum(kQuantMethodNames);
+    if (!has_grid(q.method) && n.size() > 1)
+      n.fail(fmt::format("bits, group_size, sym and act_order apply to gptq and rtn only, not to {}",
+                         kQuantMethodNames.name(q.method)));
+    q.params.bits = n.get("bits", q.params.bits);
+    q.params.group_size = n.get("group_size", q.params.group_size);
+    q.params.sym = n.get("sym", q.params.sym);
+    q.params.act_order = n.get("act_order", q.params.act_order);
+  } else {
+    const std::string text = n.as<std::string>();
+    const size_t dash = text.find('-');
+    if (dash == std::string::npos) {
+      q.method = n.as_enum(kQuantMethodNames);
+    } else {
+      const std::string method = text.substr(0, dash), bits = text.substr(dash + 1);
+      if ((method != "gptq" && method != "rtn") || bits.empty() || bits.size() > 1 || bits[0] < '0' || bits[0] > '9')
+        n.fail(fmt::format("expected none, int8, gptq-B or rtn-B (B: bits) or a map {{method, bits, group_size, sym, "
+                           "act_order}}, found \"{}\"", text));
+      q.method = method == "gptq" ? QuantMethod::Gptq : QuantMethod::Rtn;
+      q.params.bits = bits[0] - '0';
+    }
+  }
+  const int b = q.params.bits;
+  if (has_grid(q.method) && b != 2 && b != 3 && b != 4 && b != 8) n.fail(fmt::format("bits {} is not one of 2, 3, 4, 8", b));
+  bool fits_one = false;
+  for (Component c : space.components) {
+    if (!quant_choice_applies(q, c, model)) continue;
+    fits_one = true;
+    CompressionPlan plan = CompressionPlan::identity(model.num_layers);
+    plan.at(0, c).quant = q.method;
+    plan.at(0, c).quant_params = q.params;
+    validate_plan(plan, model, n.where());  // bits, sym / act_order on the right method: one error line
+  }
+  if (!fits_one)
+    n.fail(fmt::format("group_size {} divides the input columns of none of the searched components",
+                       q.params.group_size));
+  return q;
+}
+
+}  // namespace
+
 SearchSettings read_search_settings(const RunConfig& c, const ModelConfig& model) {
   SearchSettings s;
   const ConfigNode space = c.root["space"].check_keys(
-      {"sparsity_levels", "methods", "components", "int8", "removable_layers", "max_removed_layers", "budget"});
+      {"sparsity_levels", "methods", "components", "int8", "quant", "removable_layers", "max_removed_layers", "budget"});
   const ConfigNode sample = c.root["sample"].check_keys({"count", "seed"});
   const ConfigNode train =
       c.root["train"].check_keys({"objective", "folds", "rounds", "max_depth", "eta", "seed", "aggregate_features"});
@@ -30,6 +81,15 @@ SearchSettings read_search_settings(const RunConfig& c, const ModelConfig& model
     for (const ConfigNode& n : space["components"].elements()) s.space.components.push_back(n.as_enum(kComponentNames));
   }
   s.space.int8 = space.get("int8", s.space.int8);
+  for (const ConfigNode& n : space["quant"].elements()) {
+    s.space.quant.push_back(parse_quant_choice(n, s.space, model));
+    // gptq is calibrated; rtn has no calibration but its features are in the calibrated layout (FEATURES.md).
+    if (has_grid(s.space.quant.back().method) && !calibrated_features(c))
+      n.fail(fmt::format("{} needs the run's `calibration:` section (gptq is calibrated on it; the features of gptq "
+                         "and rtn plans are in the calibrated layout)",
+                         kQuantMethodNames.name(s.space.quant.back().method)));
+  }
+  if (space["quant"].present() && s.space.quant.empty()) space["quant"].fail("expected a non-empty list of choices");
   s.space.removable_layers = space.get("removable_layers", s.space.removable_layers);
   s.space.max_removed_layers = space.get("max_removed_layers", s.space.max_removed_layers);
   const ConfigNode budget = space["budget"].check_keys({"kind", "sparsity", "fraction", "tolerance"});

@@ -154,6 +154,22 @@ void check_archive_identity(const H5File& f, const std::string& path, const std:
                                  path, checksum, model_path, model_checksum));
 }
 
+// Plans of one archive share one feature layout (/plans/feature_names): a run whose layout differs (another
+// divprune version, a `calibration:` section added or removed) would append vectors the readers misalign.
+void check_feature_layout(const H5File& f, const std::string& path, const std::vector<std::string>& names) {
+  if (!f.exists("plans/feature_names")) return;
+  const std::vector<std::string> stored = f.read_strings("plans/feature_names");
+  if (stored == names) return;
+  size_t i = 0;
+  while (i < stored.size() && i < names.size() && stored[i] == names[i]) ++i;
+  auto at = [i](const std::vector<std::string>& v) { return i < v.size() ? "\"" + v[i] + "\"" : std::string("none"); };
+  throw InputError(fmt::format(
+      "{}: /plans/feature_names holds {} plan features, this run writes {} (first difference at index {}: {} vs "
+      "{}); its plans were written by another divprune version or with(out) a `calibration:` section: resume "
+      "with the same version and configuration, or use another archive",
+      path, stored.size(), names.size(), i, at(stored), at(names)));
+}
+
 }  // namespace
 
 void RunArchive::check_resumable(const std::string& model_checksum, const std::string& model_path) const {
@@ -172,6 +188,7 @@ int64_t RunArchive::begin_run(const ArchiveRunInfo& info) {
   H5File f = open_archive(*this, H5Mode::ReadWrite);
   if (!fresh) {
     check_archive_identity(f, path_.string(), info.model_checksum, info.model_path);
+    if (!info.feature_names.empty()) check_feature_layout(f, path_.string(), info.feature_names);
   } else {
     f.set_attr("/", "schema_version", kArchiveSchemaVersion);
     f.set_attr("/", "created_utc", utc_now());

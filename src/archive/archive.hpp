@@ -40,6 +40,10 @@ struct ArchiveRunInfo {
   int tp = 1;
   int replicas = 1;
   std::string backend = "cpu";
+  // The names of the plan feature vector this run writes (compress/FEATURES.md; they depend on the build and on
+  // whether the configuration has a `calibration:` section). An archive that already holds plans written with
+  // other names is refused: their stored vectors would be read as this layout. Empty: not checked.
+  std::vector<std::string> feature_names;
 };
 
 // The base model's outputs for one perplexity chunk, as the baseline stage archives them.

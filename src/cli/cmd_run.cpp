@@ -31,6 +31,7 @@
 #include "model/checkpoint.hpp"
 #include "parallel/world.hpp"
 #include "pipelines/heldout.hpp"
+#include "pipelines/run_calibration.hpp"
 #include "pipelines/run_config.hpp"
 #include "pipelines/search_common.hpp"
 #include "pipelines/sensitivity.hpp"
@@ -158,6 +159,7 @@ class RunCommand final : public Command {
       info.tp = topology.tp;
       info.replicas = topology.replicas;
       info.backend = exec.backend;
+      info.feature_names = plan_feature_names(replica.config(), calibrated_features(config));
       run_index = archive.begin_run(info);
       spdlog::info("run {} of archive {}: stages {}", run_index, archive.path().string(), fmt::join(config.stages, ", "));
     });

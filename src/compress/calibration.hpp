@@ -16,9 +16,12 @@
 // Tensor parallelism: the column-parallel q/k/v/gate/up see the full input on every rank; the row-parallel o/down
 // see only their local columns, but SparseGPT / GPTQ process a row over its FULL input (the operators compute a
 // row-parallel matrix whole and keep the shard, compress/calibrated_operators.hpp), so their inputs are
-// all-gathered across the group while collecting and every rank keeps the full Gram matrices. The statistics
-// then agree across tp to float tolerance (the forward itself does); given equal statistics the working copies are
-// bit-identical slices of tp = 1.
+// all-gathered across the group while collecting and every rank keeps the full Gram matrices. The statistics are
+// bit-identical at every tp: at tp > 1 the pass computes the row-parallel products o/down like column-parallel
+// ones (each rank C/tp output rows of the full weight times the full input, then all-gathered) instead of summing
+// partial products in an all-reduce, whose tp-dependent order changed the last bits of every later activation
+// (and so GPTQ's rounding decisions: 4th-decimal differences of a gptq plan's perplexity between tp 1 and 2). Given
+// equal statistics the working copies are bit-identical slices of tp = 1 (compress_tp).
 //
 // Memory (double, full Gram matrices replicated on every rank): per layer 3·C² + F² values.
 //   tiny-llama2-trained (C 256, F 688, 6 layers): 5.4 MB per layer, 32 MB in all.

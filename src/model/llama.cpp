@@ -69,6 +69,11 @@ Tensor LlamaModel::forward(std::span<const int32_t> ids, int64_t pos0, KvCache& 
   comm_.allreduce_sum(x);  // vocab-parallel embedding: each id lives on exactly one rank
   for (int64_t l = 0; l < config_.num_layers; ++l) {
     DeviceLayer& layer = weights_->layers[static_cast<size_t>(l)];
+    // A column-parallel projection y = x · wᵀ (calibration may replace the product, see set_linear_product).
+    auto linear = [&](Component c, const Tensor& in, const Tensor& w, Tensor& y) {
+      if (linear_product_) linear_product_(l, c, in, w, y);
+      else backend_.matmul(in, w, y);
+    };
     Tensor k_new = cache.k[l].rows(pos0, n);  // (n, Hkv, D), written in place in the cache
     Tensor v_new = cache.v[l].rows(pos0, n);
     if (layer.removed) {
@@ -78,27 +83,35 @@ Tensor LlamaModel::forward(std::span<const int32_t> ids, int64_t pos0, KvCache& 
     // attention block: x += o(attention(rope(q(norm(x))), rope(k(norm(x))), v(norm(x))))
     backend_.rmsnorm(x, layer.attn_norm, config_.rms_norm_eps, norm);
     if (observer_) observer_(l, LinearInput::Attn, norm);
-    backend_.matmul(norm, layer.linear.q, q);
-    backend_.matmul(norm, layer.linear.k, k_new);
-    backend_.matmul(norm, layer.linear.v, v_new);
+    linear(Component::Q, norm, layer.linear.q, q);
+    linear(Component::K, norm, layer.linear.k, k_new);
+    linear(Component::V, norm, layer.linear.v, v_new);
     backend_.rope(q, pos0, config_.rope_theta);
     backend_.rope(k_new, pos0, config_.rope_theta);
     backend_.attention(q, cache.k[l], cache.v[l], pos0, attn);
     Tensor attn_flat = attn.reshaped({n, H * D});
     if (observer_) observer_(l, LinearInput::AttnOut, attn_flat);
-    backend_.matmul(attn_flat, layer.linear.o, proj);
-    comm_.allreduce_sum(proj);  // row-parallel o_proj
-    backend_.add(x, proj);
+    if (row_parallel_) {
+      backend_.add(x, row_parallel_(l, LinearInput::AttnOut, attn_flat));
+    } else {
+      backend_.matmul(attn_flat, layer.linear.o, proj);
+      comm_.allreduce_sum(proj);  // row-parallel o_proj
+      backend_.add(x, proj);
+    }
     // feed-forward block: x += down(silu(gate(norm(x))) * up(norm(x)))
     backend_.rmsnorm(x, layer.ffn_norm, config_.rms_norm_eps, norm);
     if (observer_) observer_(l, LinearInput::Mlp, norm);
-    backend_.matmul(norm, layer.linear.gate, gate);
-    backend_.matmul(norm, layer.linear.up, up);
+    linear(Component::Gate, norm, layer.linear.gate, gate);
+    linear(Component::Up, norm, layer.linear.up, up);
     backend_.swiglu(gate, up, act);
     if (observer_) observer_(l, LinearInput::MlpAct, act);
-    backend_.matmul(act, layer.linear.down, proj);
-    comm_.allreduce_sum(proj);  // row-parallel down_proj
-    backend_.add(x, proj);
+    if (row_parallel_) {
+      backend_.add(x, row_parallel_(l, LinearInput::MlpAct, act));
+    } else {
+      backend_.matmul(act, layer.linear.down, proj);
+      comm_.allreduce_sum(proj);  // row-parallel down_proj
+      backend_.add(x, proj);
+    }
   }
   backend_.rmsnorm(x, weights_->final_norm, config_.rms_norm_eps, norm);
   Tensor logits = ws_.logits.rows(0, n);  // (n, V_local) fp32

@@ -32,6 +32,16 @@ constexpr int kNumLinearInputs = 4;
 // calibration statistics (compress/calibration.hpp). Runs on every rank of the group in the same order, so it
 // may call collectives of the group's communicator.
 using ActivationObserver = std::function<void(int64_t layer, LinearInput input, const Tensor& x)>;
+// Computes a row-parallel product (o of AttnOut, down of MlpAct; `x` is this rank's columns of the input) in place
+// of the default local partial GEMM + all-reduce, and returns the full (n, C) product, the same on every rank. The
+// all-reduce sums partial products in an order that depends on tp, so the default's result differs from tp 1's in
+// the last bits; the calibration pass (compress/calibration.cpp) needs activations that do not, and installs one.
+using RowParallelProduct = std::function<Tensor(int64_t layer, LinearInput input, const Tensor& x)>;
+// Computes y = x · wᵀ of a column-parallel projection (q, k, v, gate, up) in place of backend().matmul: a BLAS
+// may round an output element differently depending on how many columns the call has (OpenBLAS takes another
+// kernel for small products), i.e. on tp; the calibration pass installs one whose calls have the same shape at
+// every tp.
+using LinearProduct = std::function<void(int64_t layer, Component c, const Tensor& x, const Tensor& w, Tensor& y)>;
 
 class LlamaModel {
  public:
@@ -58,6 +68,9 @@ class LlamaModel {
   // costs nothing. Users: calibration statistics (compress/calibration.cpp), OWL outlier ratios
   // (pipelines/baselines.cpp, Attn and Mlp inputs only: the same on every tp rank).
   void set_observer(ActivationObserver observer) { observer_ = std::move(observer); }
+  // Installs (or removes) the replacement of the row-parallel products; empty (the default) costs nothing.
+  void set_row_parallel(RowParallelProduct product) { row_parallel_ = std::move(product); }
+  void set_linear_product(LinearProduct product) { linear_product_ = std::move(product); }
 
  private:
   // Activation buffers, grown on demand and reused (a device allocation per call would dominate on GPU).
@@ -74,6 +87,8 @@ class LlamaModel {
   std::shared_ptr<DeviceWeights> weights_;
   Workspace ws_;
   ActivationObserver observer_;
+  RowParallelProduct row_parallel_;
+  LinearProduct linear_product_;
 };
 
 }  // namespace divprune

@@ -35,6 +35,11 @@ std::string budget_description(const Budget& budget) {
   return "?";
 }
 
+bool quant_choice_applies(const QuantChoice& q, Component c, const ModelConfig& config) {
+  if (!has_grid(q.method) || q.params.group_size == -1) return true;
+  return q.params.group_size > 0 && component_shape(c, config)[1] % q.params.group_size == 0;
+}
+
 bool within_budget(const CompressionPlan& plan, const ModelConfig& config, const Budget& budget) {
   return std::fabs(budget_measure(plan, config, budget.kind) - budget.target()) <= budget.tolerance + 1e-12;
 }
@@ -44,6 +49,8 @@ void validate_space(const SearchSpace& space, const ModelConfig& config, const B
   for (double s : space.sparsity_levels)
     if (!(s >= 0.0 && s < 1.0)) throw InputError(fmt::format("space.sparsity_levels: {} is outside [0, 1)", s));
   if (space.methods.empty()) throw InputError("space.methods: at least one prune method is needed");
+  if (space.int8 && !space.quant.empty())
+    throw InputError("space: give `int8: true` or a `quant` list (which may hold int8), not both");
   for (int64_t l : space.removable_layers)
     if (l < 0 || l >= config.num_layers)
       throw InputError(fmt::format("space.removable_layers: layer {} is outside [0, {})", l, config.num_layers));
@@ -115,7 +122,17 @@ void PlanSampler::draw_component(CompressionPlan& plan, int64_t layer, Component
     if (sparsity >= 1.0) sparsity = (config_.num_kv_heads - 1) / static_cast<double>(config_.num_kv_heads);
   }
   if (sparsity > 0.0) target.prune = PruneSpec{method, sparsity};
-  if (space_.int8 && std::bernoulli_distribution(0.5)(rng)) target.quant = QuantMethod::Int8;
+  if (!space_.quant.empty()) {
+    std::vector<const QuantChoice*> fitting;
+    for (const QuantChoice& q : space_.quant)
+      if (quant_choice_applies(q, c, config_)) fitting.push_back(&q);
+    if (fitting.empty()) return;
+    const QuantChoice& q = *fitting[std::uniform_int_distribution<size_t>(0, fitting.size() - 1)(rng)];
+    target.quant = q.method;
+    target.quant_params = q.params;
+  } else if (space_.int8 && std::bernoulli_distribution(0.5)(rng)) {
+    target.quant = QuantMethod::Int8;
+  }
 }
 
 CompressionPlan PlanSampler::sample(std::mt19937_64& rng) const {

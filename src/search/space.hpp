@@ -1,7 +1,7 @@
 #pragma once
 // The search space of the pruning search and its budget. A sampled plan chooses, for every layer and
-// component, a prune method among those allowed and a sparsity among the declared levels, int8 on or off, and
-// which removable layers to drop. Plans outside the budget are redrawn, never clipped, so every plan a run
+// component, a prune method among those allowed and a sparsity among the declared levels, a quantization (int8
+// on or off, or one of a declared list of choices), and which removable layers to drop. Plans outside the budget are redrawn, never clipped, so every plan a run
 // evaluates was drawn from the declared space.
 #include <cstdint>
 #include <random>
@@ -12,11 +12,28 @@
 
 namespace divprune {
 
+// One quantization a component may get (space.quant): none, int8, or a grid quantizer with its parameters
+// (compress/plan.hpp QuantParams; gptq needs the run's calibration, rtn its calibrated feature layout).
+struct QuantChoice {
+  QuantMethod method = QuantMethod::None;
+  QuantParams params{};
+  bool operator==(const QuantChoice&) const = default;
+};
+
+// A grid quantizer fits a component when its group size divides the component's input columns (or is -1);
+// none and int8 fit every component. The sampler draws among the choices that fit (as among the prune methods
+// that apply), so `gptq-4` (group 128) can be in the space of a model whose down_proj has 688 columns.
+bool quant_choice_applies(const QuantChoice& q, Component c, const ModelConfig& config);
+
 struct SearchSpace {
   std::vector<double> sparsity_levels = {0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8};
   std::vector<PruneMethod> methods = {PruneMethod::Magnitude};  // per component, among those that apply to it
   std::vector<Component> components = {kAllComponents.begin(), kAllComponents.end()};  // others stay dense
-  bool int8 = false;                      // may a component be quantized to int8
+  bool int8 = false;                      // may a component be quantized to int8 (a fair coin per component)
+  // Quantization choices, one drawn uniformly per component (instead of `int8`, which is the same as {none, int8}
+  // but keeps its original draws, so searches configured with `int8` sample the plans they always did). The
+  // budget is on sparsity only: quantization does not count toward it, as int8 never did.
+  std::vector<QuantChoice> quant;
   std::vector<int64_t> removable_layers;  // layers that may be dropped (LayerChop)
   int64_t max_removed_layers = 0;
 };

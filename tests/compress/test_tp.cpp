@@ -252,6 +252,55 @@ TEST_F(CompressTp, CalibratedWorkingCopiesAreExactSlices) {
   }
 }
 
+// Issue 16: the statistics themselves do not depend on tp. Collected at tp 2 and 4 (row-parallel o/down computed
+// over full inputs, compress/calibration.cpp) they are bit-identical to tp 1's, so each group applying ITS OWN
+// statistics (as a run does) gets working copies that are exact slices of tp 1's: in cached mode and in
+// sequential mode (statistics of layer l collected over the already compressed layers before it).
+TEST_F(CompressTp, CalibrationStatisticsAreBitIdenticalAcrossTp) {
+  ASSETS_OR_SKIP(kModel);
+  std::vector<std::vector<int32_t>> seqs(2);
+  for (int s = 0; s < 2; ++s)
+    for (int t = 0; t < 24; ++t) seqs[static_cast<size_t>(s)].push_back((s * 7919 + t * 104729 + 13) % 32000);
+  auto weights_of = [](Part& p) {
+    std::vector<std::vector<float>> w;
+    for (int64_t l = 0; l < p.config().num_layers; ++l)
+      for (Component c : kAllComponents) w.push_back(p.download(l, c));
+    return w;
+  };
+  Part solo(1);
+  const CalibrationStats stats = collect_calibration(*solo.model, seqs);
+  solo.apply(kCalibrated, &stats);
+  const auto cached = weights_of(solo);
+  apply_plan_sequential(parse_plan(kCalibrated, solo.config(), "plan.yaml", 1), solo.pristine, *solo.model, seqs);
+  const auto sequential = weights_of(solo);
+  for (int tp : {2, 4}) {
+    Part part(tp);
+    const CalibrationStats local = collect_calibration(*part.model, seqs);
+    for (size_t l = 0; l < stats.layers.size(); ++l)
+      for (int i = 0; i < kNumLinearInputs; ++i) {
+        const InputStats& a = stats.layers[l][static_cast<size_t>(i)];
+        const InputStats& b = local.layers[l][static_cast<size_t>(i)];
+        EXPECT_EQ(a.tokens, b.tokens);
+        EXPECT_TRUE(a.gram == b.gram) << "tp " << tp << " layer " << l << " input " << i;
+      }
+    part.apply(kCalibrated, &local);
+    const auto cached_tp = weights_of(part);
+    apply_plan_sequential(parse_plan(kCalibrated, part.config(), "plan.yaml", tp), part.pristine, *part.model, seqs);
+    const auto sequential_tp = weights_of(part);
+    size_t index = 0;
+    for (int64_t l = 0; l < part.config().num_layers; ++l)
+      for (Component c : kAllComponents) {
+        const ShardGeometry g = shard_geometry(c, part.config(), part.pristine.layout);
+        EXPECT_EQ(cached_tp[index], slice(cached[index], g))
+            << "cached tp " << tp << " rank " << part.topology.tp_rank << " layer " << l << " " << component_name(c);
+        EXPECT_EQ(sequential_tp[index], slice(sequential[index], g))
+            << "sequential tp " << tp << " rank " << part.topology.tp_rank << " layer " << l << " "
+            << component_name(c);
+        ++index;
+      }
+  }
+}
+
 TEST_F(CompressTp, ApplyPlanFileOnAReplicaIsCollective) {
   ASSETS_OR_SKIP(kModel);
   const int rank = world_rank();

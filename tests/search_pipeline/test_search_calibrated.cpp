@@ -4,6 +4,8 @@
 // calibrated layout. tiny-llama2-trained, 6 samples, one search round: slow.
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "compress/plan.hpp"
 #include "tests/search_pipeline/search_util.hpp"
 
@@ -40,6 +42,59 @@ TEST(SearchCalibrated, WandaAndSparseGptInTheSpaceAndTheSensitivitySweep) {
   EXPECT_GE(wanda, 4u);  // the 4 sensitivity plans at least, and sampled ones
   EXPECT_GE(sparsegpt, 1u);
   EXPECT_EQ(f.read_double("search/predictor/feature_gain").size(), names + 6 + 7 + 2);
+  fs::remove_all(dir);
+}
+
+// A quantization choice per component (space.quant): sampled plans carry int8, rtn and gptq components
+// (gptq-4 at group 128 only where it divides the columns: not down's 688), their archived features record them, the
+// search runs over them. Then the archive is resumed without the `calibration:` section, whose feature layout is
+// the original one: refused with exit 2 and one line, not read as the shorter layout. 6 samples, 1 round: slow.
+TEST(SearchCalibrated, QuantizationChoicePerComponentAndFeatureLayoutOnResume) {
+  ASSETS_OR_SKIP("tiny-llama2-trained/config.json");
+  const fs::path dir = temp_dir();
+  const fs::path archive = dir / "run.h5";
+  std::string sections = search_sections(6, 1, 2);
+  sections.replace(sections.find("  int8: true\n"), 13, "  quant: [none, int8, rtn-4, gptq-4, {method: gptq, bits: 3, group_size: -1}]\n");
+  const std::string calibration =
+      "calibration: {text: " + (assets_dir() / "ptb.valid.txt").string() + ", sequences: 2, length: 32}\n";
+  const auto cfg = write_config(dir, "run.yaml", search_config(archive, sections + calibration));
+  const auto r = run_config(cfg, "--set stages=[baseline,sample,train,search]");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+
+  size_t names = 0;
+  std::map<std::string, size_t> counts;
+  {
+    H5File f(archive, H5Mode::Read);
+    const std::vector<std::string> feature_names = f.read_strings("plans/feature_names");
+    names = feature_names.size();
+    const size_t tail = 6 * kFeaturesPerLayer;
+    for (const std::string& id : f.children("plans")) {
+      if (!f.is_group("plans/" + id)) continue;
+      const std::string yaml = f.attr_string("plans/" + id, "plan_yaml");
+      const std::vector<float> x = f.read_float("plans/" + id + "/features");
+      ASSERT_EQ(x.size(), names);
+      for (const char* word : {"int8", "rtn", "gptq"}) counts[word] += yaml.find(word) != std::string::npos;
+      // gptq-4 (group 128) never on down; the features' gptq flags agree with the YAML.
+      size_t gptq_flags = 0;
+      for (size_t k = tail; k < names; k += kCalibratedFeatures) {
+        gptq_flags += x[k + 4] > 0.5f;
+        if (feature_names[k].find(".down.") != std::string::npos && x[k + 4] > 0.5f) EXPECT_EQ(x[k + 7], -1.0f) << id;
+      }
+      EXPECT_EQ(gptq_flags > 0, yaml.find("gptq") != std::string::npos) << id;
+    }
+  }
+  std::printf("plans with int8 %zu, rtn %zu, gptq %zu; %zu features\n", counts["int8"], counts["rtn"], counts["gptq"],
+              names);
+  for (const char* word : {"int8", "rtn", "gptq"}) EXPECT_GE(counts[word], 3u) << word;
+
+  // The same archive without the calibration section: another feature layout, refused before any stage.
+  const auto plain = write_config(dir, "plain.yaml", search_config(archive, search_sections(6, 1, 2)));
+  const auto refused = run_config(plain, "--set stages=[baseline,sample]");
+  EXPECT_EQ(refused.exit_code, 2) << refused.err;
+  EXPECT_NE(refused.err.find("/plans/feature_names holds " + std::to_string(names) + " plan features, this run writes " +
+                             std::to_string(6 * kFeaturesPerLayer)),
+            std::string::npos)
+      << refused.err;
   fs::remove_all(dir);
 }
 

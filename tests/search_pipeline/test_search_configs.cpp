@@ -6,6 +6,7 @@
 #include "pipelines/heldout.hpp"
 #include "pipelines/search_common.hpp"
 #include "pipelines/sensitivity.hpp"
+#include "tests/support/assets.hpp"
 #include "tests/support/model_shapes.hpp"
 
 namespace divprune {
@@ -83,6 +84,61 @@ namespace {
 
 // `divprune run configs/demo.yaml` from the source root: ${assets} relative to a relative config path resolves
 // to the same files as with an absolute config path (it used to be resolved against the config directory twice).
+// space.quant (issue 16): the choices parse, and bad ones are one InputError line naming the key.
+TEST(SearchConfigs, QuantizationChoices) {
+  const ModelConfig model = llama_shape(6, 256, 688, 8, 8);
+  const std::string calibration =
+      "calibration={text: " + (::divprune::test::assets_dir() / "wikitext2.valid.txt").string() +
+      ", sequences: 4, length: 32}";
+  auto settings = [&](const std::string& quant, bool calibrated = true) {
+    std::vector<std::string> overrides = {"space.int8=false", "space.quant=" + quant};
+    if (calibrated) overrides.push_back(calibration);
+    return read_search_settings(load_run_config(kConfigs / "demo.yaml", overrides), model);
+  };
+  const SearchSettings s = settings("[none, int8, rtn-4, gptq-3, {method: gptq, bits: 4, group_size: 16, act_order: true}]");
+  ASSERT_EQ(s.space.quant.size(), 5u);
+  EXPECT_EQ(s.space.quant[1].method, QuantMethod::Int8);
+  EXPECT_EQ(s.space.quant[2].method, QuantMethod::Rtn);
+  EXPECT_EQ(s.space.quant[2].params.bits, 4);
+  EXPECT_EQ(s.space.quant[2].params.group_size, 128);
+  EXPECT_EQ(s.space.quant[3].method, QuantMethod::Gptq);
+  EXPECT_EQ(s.space.quant[3].params.bits, 3);
+  EXPECT_EQ(s.space.quant[4].params.group_size, 16);
+  EXPECT_TRUE(s.space.quant[4].params.act_order);
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"[none, gptq-5]", "bits 5 is not one of 2, 3, 4, 8"},
+      {"[{method: rtn, bits: 5}]", "bits 5 is not one of 2, 3, 4, 8"},
+      {"[gptq-x]", "expected none, int8, gptq-B or rtn-B"},
+      {"[fp4]", "fp4"},
+      {"[{method: gptq, group_size: 100}]", "group_size 100 divides the input columns of none"},
+      {"[{method: int8, bits: 4}]", "apply to gptq and rtn only"},
+      {"[{method: rtn, act_order: true}]", "act_order"},
+      {"[]", "non-empty list"},
+  };
+  for (const auto& [quant, message] : bad) {
+    SCOPED_TRACE(quant);
+    try {
+      settings(quant);
+      ADD_FAILURE() << "expected an InputError";
+    } catch (const InputError& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find("space.quant"), std::string::npos) << m;
+      EXPECT_NE(m.find(message), std::string::npos) << m;
+      EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+    }
+  }
+  // gptq without a calibration section; int8 and a list together.
+  try {
+    settings("[none, gptq-4]", false);
+    ADD_FAILURE() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("needs the run's `calibration:` section"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(read_search_settings(load_run_config(kConfigs / "demo.yaml", {"space.int8=true", "space.quant=[none, int8]"}),
+                                    model),
+               InputError);
+}
+
 TEST(SearchConfigs, RelativeConfigPathResolvesAssets) {
   const auto cwd = std::filesystem::current_path();
   std::filesystem::current_path(DIVPRUNE_SOURCE_DIR);
