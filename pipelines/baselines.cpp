@@ -146,6 +146,7 @@ std::vector<double> measure_outlier_ratios(StageContext& ctx, const std::vector<
   std::vector<int64_t> count(L, 0), outliers(L, 0);
   bool counting = false;  // pass 2
   std::vector<float> host;
+  const ScopedModelHooks hooks(model);  // removed when this function returns or throws
   model.set_observer([&](int64_t layer, LinearInput input, const Tensor& normed) {
     // OWL looks at the normalised inputs of q/k/v and gate/up only: o and down see tp-split columns.
     if (input != LinearInput::Attn && input != LinearInput::Mlp) return;
@@ -160,19 +161,13 @@ std::vector<double> measure_outlier_ratios(StageContext& ctx, const std::vector<
       for (float v : host) outliers[l] += std::fabs(static_cast<double>(v)) > limit;
     }
   });
-  try {
-    for (int pass = 0; pass < 2; ++pass) {
-      counting = pass == 1;
-      for (const std::vector<int32_t>& ids : sequences) {
-        KvCache cache = model.make_cache(static_cast<int64_t>(ids.size()));
-        model.forward(ids, 0, cache);
-      }
+  for (int pass = 0; pass < 2; ++pass) {
+    counting = pass == 1;
+    for (const std::vector<int32_t>& ids : sequences) {
+      KvCache cache = model.make_cache(static_cast<int64_t>(ids.size()));
+      model.forward(ids, 0, cache);
     }
-  } catch (...) {
-    model.set_observer({});
-    throw;
   }
-  model.set_observer({});
   std::vector<double> ratios;
   for (size_t l = 0; l < L; ++l)
     ratios.push_back(count[l] > 0 ? static_cast<double>(outliers[l]) / static_cast<double>(count[l]) : 0.0);

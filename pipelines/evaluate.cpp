@@ -108,6 +108,7 @@ std::string locate_nonfinite(LlamaModel& model, const std::vector<int32_t>& ids)
   int64_t bad_layer = -1;
   LinearInput bad_input = LinearInput::Attn;
   std::vector<float> host;
+  const ScopedModelHooks hooks(model);  // removed when this function returns or throws
   model.set_observer([&](int64_t layer, LinearInput input, const Tensor& x) {
     if (bad_layer >= 0 || (input != LinearInput::Attn && input != LinearInput::Mlp)) return;
     host.resize(static_cast<size_t>(x.numel()));
@@ -117,14 +118,10 @@ std::string locate_nonfinite(LlamaModel& model, const std::vector<int32_t>& ids)
       bad_input = input;
     }
   });
-  try {
+  {
     KvCache cache = model.make_cache(static_cast<int64_t>(ids.size()));
     model.forward(ids, 0, cache);
-  } catch (...) {
-    model.set_observer({});
-    throw;
   }
-  model.set_observer({});
   if (bad_layer < 0) return "the layers' inputs are finite: the final norm or the output projection overflows";
   if (bad_input == LinearInput::Mlp)
     return fmt::format("first non-finite activation at the MLP input of layer {}: layer {}'s attention overflows",

@@ -499,12 +499,7 @@ void RunArchive::write_feature_names(const std::vector<std::string>& names) {
   f.close();
 }
 
-void RunArchive::write_plan(const PlanRecord& r, const EvalSet& set, const PlanOutputs& o, const PlanComparison& c) {
-  // Per token: nll, argmax, same_top1, dp, kl; per prompt and choice: a few numbers each.
-  const int64_t bytes = static_cast<int64_t>(o.nll.size() * 25 + o.kl.size() * 8 + o.tf_argmax.size() * 4 +
-                                             c.fdt.size() * 12 + o.mc_logprob.size() * 16 + c.pred_sum.size() * 8 +
-                                             r.features.size() * 4 + r.yaml.size());
-  H5File f = open_archive(*this, H5Mode::ReadWrite, archive_write_reserve(bytes));
+void write_plan_header(H5File& f, const PlanRecord& r) {
   const std::string g = "plans/" + r.id;
   f.remove(g);
   f.create_group(g);
@@ -521,6 +516,16 @@ void RunArchive::write_plan(const PlanRecord& r, const EvalSet& set, const PlanO
   f.set_attr(g, "parameters", r.parameters);
   f.write_float(g + "/features", {static_cast<int64_t>(r.features.size())}, r.features.data());
   annotate(f, g + "/features", "mixed", "numeric feature vector of the plan (names: /plans/feature_names)");
+}
+
+void RunArchive::write_plan(const PlanRecord& r, const EvalSet& set, const PlanOutputs& o, const PlanComparison& c) {
+  // Per token: nll, argmax, same_top1, dp, kl; per prompt and choice: a few numbers each.
+  const int64_t bytes = static_cast<int64_t>(o.nll.size() * 25 + o.kl.size() * 8 + o.tf_argmax.size() * 4 +
+                                             c.fdt.size() * 12 + o.mc_logprob.size() * 16 + c.pred_sum.size() * 8 +
+                                             r.features.size() * 4 + r.yaml.size());
+  H5File f = open_archive(*this, H5Mode::ReadWrite, archive_write_reserve(bytes));
+  const std::string g = "plans/" + r.id;
+  write_plan_header(f, r);
   const int64_t T = static_cast<int64_t>(o.nll.size()), P = static_cast<int64_t>(set.prompts.size()),
                 N = set.continuation;
   if (r.per_token) {

@@ -41,6 +41,10 @@ void write_transaction(const RunArchive& archive, Write&& write, int64_t reserve
 // Sets the `units` and `description` attributes every dataset carries.
 void annotate(H5File& file, const std::string& dataset, const std::string& units, const std::string& description);
 
+// Replaces /plans/<id> by a group holding the plan's identity (name, hash, source, YAML, order, run, replica,
+// seconds, size) and feature vector, marked incomplete: the start of every plan record, complete or failed.
+void write_plan_header(H5File& f, const PlanRecord& record);
+
 // A group a stage finished: it carries the attribute complete = 1, written last in its transaction.
 inline bool group_complete(const H5File& f, const std::string& group) {
   return f.exists(group) && f.has_attr(group, "complete") && f.attr_int(group, "complete") == 1;

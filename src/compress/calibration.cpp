@@ -140,6 +140,7 @@ CalibrationStats collect_calibration(LlamaModel& model, const std::vector<std::v
         for (int64_t j = 0; j < w; ++j)
           out[static_cast<size_t>(t * dim + r * w + j)] = gathered[static_cast<size_t>((r * n + t) * w + j)];
   };
+  const ScopedModelHooks hooks(model);  // removed when this function returns or throws
   model.set_observer([&](int64_t l, LinearInput which, const Tensor& x) {
     if (only_layer >= 0 && l != only_layer) return;
     if (tp > 1 && (which == LinearInput::AttnOut || which == LinearInput::MlpAct))
@@ -207,20 +208,10 @@ CalibrationStats collect_calibration(LlamaModel& model, const std::vector<std::v
       return backend.upload(assembled, {n, C}, backend.compute_dtype());
     });
   }
-  try {
-    for (const std::vector<int32_t>& seq : sequences) {
-      KvCache cache = model.make_cache(static_cast<int64_t>(seq.size()));
-      model.forward(seq, 0, cache);
-    }
-  } catch (...) {
-    model.set_observer({});
-    model.set_row_parallel({});
-    model.set_linear_product({});
-    throw;
+  for (const std::vector<int32_t>& seq : sequences) {
+    KvCache cache = model.make_cache(static_cast<int64_t>(seq.size()));
+    model.forward(seq, 0, cache);
   }
-  model.set_observer({});
-  model.set_row_parallel({});
-  model.set_linear_product({});
   for (auto& layer : stats.layers)
     for (InputStats& s : layer)
       for (int64_t i = 0; i < s.dim; ++i)

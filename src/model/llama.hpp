@@ -71,6 +71,12 @@ class LlamaModel {
   // Installs (or removes) the replacement of the row-parallel products; empty (the default) costs nothing.
   void set_row_parallel(RowParallelProduct product) { row_parallel_ = std::move(product); }
   void set_linear_product(LinearProduct product) { linear_product_ = std::move(product); }
+  // Removes the observer and both product replacements (ScopedModelHooks calls it when its scope ends).
+  void clear_hooks() {
+    observer_ = {};
+    row_parallel_ = {};
+    linear_product_ = {};
+  }
 
  private:
   // Activation buffers, grown on demand and reused (a device allocation per call would dominate on GPU).
@@ -89,6 +95,20 @@ class LlamaModel {
   ActivationObserver observer_;
   RowParallelProduct row_parallel_;
   LinearProduct linear_product_;
+};
+
+// The hooks installed on a model for the length of a scope: whatever the scope installs (set_observer,
+// set_row_parallel, set_linear_product) is removed when it ends, also when a forward pass throws, so the next
+// user of the model never runs a stale observer over dead references.
+class ScopedModelHooks {
+ public:
+  explicit ScopedModelHooks(LlamaModel& model) : model_(model) {}
+  ~ScopedModelHooks() { model_.clear_hooks(); }
+  ScopedModelHooks(const ScopedModelHooks&) = delete;
+  ScopedModelHooks& operator=(const ScopedModelHooks&) = delete;
+
+ private:
+  LlamaModel& model_;
 };
 
 }  // namespace divprune

@@ -60,4 +60,14 @@ inline std::string describe(const CommandResult& r) {
   return "exit " + std::to_string(r.exit_code) + "\n--- stdout ---\n" + r.out + "--- stderr ---\n" + r.err;
 }
 
+// Bad input: exit code 2 and exactly one stderr line `divprune: error: ...` that contains every needle.
+inline void expect_one_error_line(const CommandResult& r, const std::vector<std::string>& needles) {
+  EXPECT_EQ(r.exit_code, 2) << describe(r);
+  const auto lines = split_lines(r.err);
+  ASSERT_EQ(lines.size(), 1u) << describe(r);
+  EXPECT_EQ(lines[0].rfind("divprune: error: ", 0), 0u) << lines[0];
+  for (const auto& needle : needles)
+    EXPECT_NE(lines[0].find(needle), std::string::npos) << "lacks \"" << needle << "\": " << lines[0];
+}
+
 }  // namespace divprune::test

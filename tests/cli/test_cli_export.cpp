@@ -45,15 +45,6 @@ std::vector<std::string> listing(const fs::path& dir) {
   return names;
 }
 
-void expect_one_error_line(const CommandResult& r, const std::vector<std::string>& needles) {
-  EXPECT_EQ(r.exit_code, 2) << describe(r);
-  const auto lines = split_lines(r.err);
-  ASSERT_EQ(lines.size(), 1u) << describe(r);
-  EXPECT_EQ(lines[0].rfind("divprune: error: ", 0), 0u) << lines[0];
-  for (const auto& needle : needles)
-    EXPECT_NE(lines[0].find(needle), std::string::npos) << "lacks \"" << needle << "\": " << lines[0];
-}
-
 // Layer 0 removed and the remaining layer 50% magnitude-pruned: fp32 export, logits bit-identical; the config is
 // the input's with num_hidden_layers 1 and dtype float32; tokenizer files travel along; info reads it.
 TEST(CliExport, Fp32DropLayerAndPruneMatchesPlanLogitsExactly) {

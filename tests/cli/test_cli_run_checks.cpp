@@ -19,15 +19,6 @@
 namespace divprune::test {
 namespace {
 
-void expect_one_error_line(const CommandResult& r, const std::vector<std::string>& needles) {
-  EXPECT_EQ(r.exit_code, 2) << describe(r);
-  const auto lines = split_lines(r.err);
-  ASSERT_EQ(lines.size(), 1u) << describe(r);
-  EXPECT_EQ(lines[0].rfind("divprune: error: ", 0), 0u) << lines[0];
-  for (const auto& needle : needles)
-    EXPECT_NE(lines[0].find(needle), std::string::npos) << "lacks \"" << needle << "\": " << lines[0];
-}
-
 std::string file_sha256(const fs::path& path) { return sha256_hex(read_file(path)); }
 
 // A tiny baseline + evaluate configuration: one 16-token chunk, one prompt, no multiple choice.
