@@ -46,7 +46,7 @@ test_targets() {
   local available name
   available=$(cmake --build "$dir" --target help)
   while read -r name; do
-    if grep -qx "\.\.\. test_$name" <<<"$available"; then echo "test_$name"; fi
+    if grep -qx "test_$name: phony" <<<"$available"; then echo "test_$name"; fi
   done < <(ctest --test-dir "$dir" -N "$@" | sed -n 's/^ *Test *#[0-9]*: *//p')
 }
 
@@ -66,7 +66,20 @@ phase "Release build of divprune and the whole-corpus reference run (build/, DIV
 # Release build takes about 350 instead of 610 CPU-seconds of compilation. Both builds use them; a name that two
 # files of one target define in anonymous namespaces then fails to compile, so such helpers live in one header.
 UNITY=(-DCMAKE_UNITY_BUILD=ON -DCMAKE_UNITY_BUILD_BATCH_SIZE=8)
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DDIVPRUNE_CUDA="$CUDA" "${UNITY[@]}"
+# Ninja, not Makefiles: this script builds lists of targets (`--target a b c`), and CMake's top-level Makefile is
+# .NOTPARALLEL, so make built such a list one target at a time — each test executable of one or two translation
+# units on one core while the other idled. Ninja schedules the whole list across the cores.
+GENERATOR=(-G Ninja)
+# A build directory made earlier with another generator cannot be reconfigured with Ninja: start it afresh.
+fresh_if_other_generator() {
+  if [[ -f "$1/CMakeCache.txt" ]] && ! grep -qx "CMAKE_GENERATOR:INTERNAL=Ninja" "$1/CMakeCache.txt"; then
+    echo "run-tests: $1 was configured with another generator; removing it"
+    rm -rf "$1"
+  fi
+}
+fresh_if_other_generator build
+fresh_if_other_generator build-asan
+cmake "${GENERATOR[@]}" -S . -B build -DCMAKE_BUILD_TYPE=Release -DDIVPRUNE_CUDA="$CUDA" "${UNITY[@]}"
 cmake --build build -j "$JOBS" --target divprune test_wikitext_run
 
 wikitext_log="$PWD/build/wikitext_run.log"
@@ -81,7 +94,7 @@ phase "Release build of the other tests, the CUDA tests and the benchmarks"
 mapfile -t release_targets < <(test_targets build -L "$RELEASE_LABELS" -LE gpu; test_targets build -L gpu)
 available=$(cmake --build build --target help)
 for bench in bench_forward bench_apply_plan; do
-  if grep -qx "\.\.\. $bench" <<<"$available"; then release_targets+=("$bench"); fi
+  if grep -qx "$bench: phony" <<<"$available"; then release_targets+=("$bench"); fi
 done
 echo "run-tests: building ${release_targets[*]}"
 cmake --build build -j "$JOBS" --target "${release_targets[@]}"
@@ -92,7 +105,7 @@ cmake --build build -j "$JOBS" --target "${release_targets[@]}"
 phase "AddressSanitizer build (build-asan/)"
 # The MPI tests run here too (every rank is a sanitized process under mpirun); the slow ones stay out.
 ASAN_LABELS="gpu|slow|analysis|layering|slurm"
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" -DDIVPRUNE_SANITIZE=ON \
+cmake "${GENERATOR[@]}" -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" -DDIVPRUNE_SANITIZE=ON \
   -DDIVPRUNE_CUDA=OFF "${UNITY[@]}"
 mapfile -t asan_targets < <(test_targets build-asan -LE "$ASAN_LABELS")
 echo "run-tests: building divprune ${asan_targets[*]}"
