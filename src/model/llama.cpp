@@ -74,6 +74,17 @@ Tensor LlamaModel::forward(std::span<const int32_t> ids, int64_t pos0, KvCache& 
       if (linear_product_) linear_product_(l, c, in, w, y);
       else backend_.matmul(in, w, y);
     };
+    // x += a row-parallel projection of `in` (o or down): partial products summed over the tp group, or the
+    // calibration pass's replacement (see set_row_parallel).
+    auto add_row_parallel = [&](int64_t layer_index, LinearInput which, const Tensor& in, const Tensor& w) {
+      if (row_parallel_) {
+        backend_.add(x, row_parallel_(layer_index, which, in));
+        return;
+      }
+      backend_.matmul(in, w, proj);
+      comm_.allreduce_sum(proj);
+      backend_.add(x, proj);
+    };
     Tensor k_new = cache.k[l].rows(pos0, n);  // (n, Hkv, D), written in place in the cache
     Tensor v_new = cache.v[l].rows(pos0, n);
     if (layer.removed) {
@@ -91,13 +102,7 @@ Tensor LlamaModel::forward(std::span<const int32_t> ids, int64_t pos0, KvCache& 
     backend_.attention(q, cache.k[l], cache.v[l], pos0, attn);
     Tensor attn_flat = attn.reshaped({n, H * D});
     if (observer_) observer_(l, LinearInput::AttnOut, attn_flat);
-    if (row_parallel_) {
-      backend_.add(x, row_parallel_(l, LinearInput::AttnOut, attn_flat));
-    } else {
-      backend_.matmul(attn_flat, layer.linear.o, proj);
-      comm_.allreduce_sum(proj);  // row-parallel o_proj
-      backend_.add(x, proj);
-    }
+    add_row_parallel(l, LinearInput::AttnOut, attn_flat, layer.linear.o);  // o_proj
     // feed-forward block: x += down(silu(gate(norm(x))) * up(norm(x)))
     backend_.rmsnorm(x, layer.ffn_norm, config_.rms_norm_eps, norm);
     if (observer_) observer_(l, LinearInput::Mlp, norm);
@@ -105,13 +110,7 @@ Tensor LlamaModel::forward(std::span<const int32_t> ids, int64_t pos0, KvCache& 
     linear(Component::Up, norm, layer.linear.up, up);
     backend_.swiglu(gate, up, act);
     if (observer_) observer_(l, LinearInput::MlpAct, act);
-    if (row_parallel_) {
-      backend_.add(x, row_parallel_(l, LinearInput::MlpAct, act));
-    } else {
-      backend_.matmul(act, layer.linear.down, proj);
-      comm_.allreduce_sum(proj);  // row-parallel down_proj
-      backend_.add(x, proj);
-    }
+    add_row_parallel(l, LinearInput::MlpAct, act, layer.linear.down);  // down_proj
   }
   backend_.rmsnorm(x, weights_->final_norm, config_.rms_norm_eps, norm);
   Tensor logits = ws_.logits.rows(0, n);  // (n, V_local) fp32
