@@ -144,4 +144,18 @@ inline SummaryDifference expect_same_plan_summaries(const SearchOutcome& a, cons
   return worst;
 }
 
+// The start of a `heal:` section healing one "chop" plan (layer 4 removed, 40% magnitude everywhere, layer 1's
+// down in int8) on `text`; each test appends its own token counts and schedule.
+inline std::string chop_heal_section(const std::string& text) {
+  return "heal:\n"
+         "  plans:\n"
+         "    - name: chop\n"
+         "      plan:\n"
+         "        drop_layers: [4]\n"
+         "        components:\n"
+         "          - {layers: all, names: [q, k, v, o, gate, up, down], prune: {method: magnitude, sparsity: 0.4}}\n"
+         "          - {layers: [1], names: [down], quant: int8}\n"
+         "  text: " + text + "\n";
+}
+
 }  // namespace divprune::test

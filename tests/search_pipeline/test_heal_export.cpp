@@ -22,15 +22,7 @@ namespace divprune::test {
 namespace {
 
 std::string heal_section(const std::string& text) {
-  return "heal:\n"
-         "  plans:\n"
-         "    - name: chop\n"
-         "      plan:\n"
-         "        drop_layers: [4]\n"
-         "        components:\n"
-         "          - {layers: all, names: [q, k, v, o, gate, up, down], prune: {method: magnitude, sparsity: 0.4}}\n"
-         "          - {layers: [1], names: [down], quant: int8}\n"
-         "  text: " + text + "\n"
+  return chop_heal_section(text) +
          "  max_text_tokens: 1500\n"
          "  heldout_tokens: 128\n"
          "  steps: 2\n"
