@@ -165,7 +165,7 @@ std::vector<double> measure_outlier_ratios(StageContext& ctx, const std::vector<
     counting = pass == 1;
     for (const std::vector<int32_t>& ids : sequences) {
       KvCache cache = model.make_cache(static_cast<int64_t>(ids.size()));
-      model.forward(ids, 0, cache);
+      model.forward(ids, 0, cache, /*logit_rows=*/0);  // the observer counts outliers; no logits needed
     }
   }
   std::vector<double> ratios;

@@ -120,7 +120,7 @@ std::string locate_nonfinite(LlamaModel& model, const std::vector<int32_t>& ids)
   });
   {
     KvCache cache = model.make_cache(static_cast<int64_t>(ids.size()));
-    model.forward(ids, 0, cache);
+    model.forward(ids, 0, cache, /*logit_rows=*/0);  // the observer checks the layers' inputs
   }
   if (bad_layer < 0) return "the layers' inputs are finite: the final norm or the output projection overflows";
   if (bad_input == LinearInput::Mlp)

@@ -210,7 +210,7 @@ CalibrationStats collect_calibration(LlamaModel& model, const std::vector<std::v
   }
   for (const std::vector<int32_t>& seq : sequences) {
     KvCache cache = model.make_cache(static_cast<int64_t>(seq.size()));
-    model.forward(seq, 0, cache);
+    model.forward(seq, 0, cache, /*logit_rows=*/0);  // the hooks collect the statistics; no logits needed
   }
   for (auto& layer : stats.layers)
     for (InputStats& s : layer)

@@ -17,9 +17,9 @@ ScoredTargets score_targets(LlamaModel& model, KvCache& cache, std::span<const i
   if (static_cast<int64_t>(fed.size()) > cache.capacity)
     throw InputError(fmt::format("a sequence of {} tokens exceeds the KV cache of {} (model context {})", fed.size(),
                                  cache.capacity, model.config().max_seq_len));
-  Tensor all = model.forward(fed, 0, cache);
+  // The positions of the BOS and the context predict nothing that is scored: logits of the last |targets| only.
   ScoredTargets out;
-  out.logits = all.rows(static_cast<int64_t>(context.size()), static_cast<int64_t>(targets.size()));
+  out.logits = model.forward(fed, 0, cache, static_cast<int64_t>(targets.size()));
   VocabPartials partials;
   model.backend().vocab_partials(out.logits, targets, model.layout().vocab.begin, partials);
   out.stats = combine_vocab_partials(partials, model.comm(), true);

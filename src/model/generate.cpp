@@ -17,7 +17,7 @@ std::vector<int32_t> greedy_generate(LlamaModel& model, std::span<const int32_t>
   KvCache cache = model.make_cache(total);
   std::vector<int32_t> out;
   if (count == 0) return out;
-  Tensor logits = model.forward(prompt, 0, cache);
+  Tensor logits = model.forward(prompt, 0, cache, /*logit_rows=*/1);  // only the last position predicts
   int64_t pos = static_cast<int64_t>(prompt.size());
   VocabPartials partials;
   while (true) {

@@ -46,7 +46,12 @@ void LlamaModel::ensure_workspace(int64_t n) {
 }
 
 Tensor LlamaModel::forward(std::span<const int32_t> ids, int64_t pos0, KvCache& cache) {
+  return forward(ids, pos0, cache, static_cast<int64_t>(ids.size()));
+}
+
+Tensor LlamaModel::forward(std::span<const int32_t> ids, int64_t pos0, KvCache& cache, int64_t logit_rows) {
   const int64_t n = static_cast<int64_t>(ids.size());
+  EXPECTS(logit_rows >= 0 && logit_rows <= n, "forward: logit_rows outside [0, n]");
   if (pos0 + n > cache.capacity)
     throw InputError(fmt::format("sequence of {} tokens exceeds the context capacity {} (max_position_embeddings {})",
                                  pos0 + n, cache.capacity, config_.max_seq_len));
@@ -112,9 +117,12 @@ Tensor LlamaModel::forward(std::span<const int32_t> ids, int64_t pos0, KvCache& 
     if (observer_) observer_(l, LinearInput::MlpAct, act);
     add_row_parallel(l, LinearInput::MlpAct, act, layer.linear.down);  // down_proj
   }
-  backend_.rmsnorm(x, weights_->final_norm, config_.rms_norm_eps, norm);
-  Tensor logits = ws_.logits.rows(0, n);  // (n, V_local) fp32
-  backend_.matmul(norm, weights_->lm_head, logits);
+  Tensor logits = ws_.logits.rows(0, logit_rows);  // (logit_rows, V_local) fp32
+  if (logit_rows == 0) return logits;
+  Tensor last_x = x.rows(n - logit_rows, logit_rows);
+  Tensor last_norm = norm.rows(n - logit_rows, logit_rows);
+  backend_.rmsnorm(last_x, weights_->final_norm, config_.rms_norm_eps, last_norm);
+  backend_.matmul(last_norm, weights_->lm_head, logits);
   return logits;
 }
 

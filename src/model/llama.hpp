@@ -64,6 +64,12 @@ class LlamaModel {
   // Runs tokens ids at positions pos0..pos0+n-1 and returns this rank's logits slice (n, V_local), columns
   // layout().vocab. The returned tensor is a view of an internal buffer, valid until the next call.
   Tensor forward(std::span<const int32_t> ids, int64_t pos0, KvCache& cache);
+  // The same pass, but the logits of the last `logit_rows` positions only (logit_rows, V_local), 0 <= logit_rows
+  // <= n. The vocabulary projection is the largest matmul of a small model (Llama-2-7B: 131M of 6.7B parameters,
+  // the tiny test models: two thirds of the FLOPs per token): a caller that scores only some positions (the
+  // targets after a context, the last position of a prompt) or none (calibration, activation statistics) skips
+  // the rest. Each returned row is the same as forward()'s row up to the BLAS's rounding for another row count.
+  Tensor forward(std::span<const int32_t> ids, int64_t pos0, KvCache& cache, int64_t logit_rows);
   // Installs (or, with an empty function, removes) the observer of the projection inputs; empty (the default)
   // costs nothing. Users: calibration statistics (compress/calibration.cpp), OWL outlier ratios
   // (pipelines/baselines.cpp, Attn and Mlp inputs only: the same on every tp rank).

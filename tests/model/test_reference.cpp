@@ -139,6 +139,36 @@ TEST_F(MhaReference, IncrementalDecodingMatchesTheFullForward) {
   EXPECT_LE(max_diff, 1e-4);
 }
 
+TEST_F(MhaReference, LogitsOfTheLastRowsMatchTheFullForward) {
+  // forward(..., logit_rows) skips the vocabulary projection of the first n - logit_rows positions: the rows it
+  // returns are the full forward's last rows, and the KV cache it leaves is the same (a decode step after it
+  // gives the full forward's next logits).
+  const std::vector<int32_t> ids = reference_->read_int32("input_ids");
+  const std::vector<int32_t> row(ids.begin(), ids.begin() + 32);
+  const std::vector<float> full = model_->logits(row);
+  const int64_t vocab = model_->checkpoint->config().vocab_size;
+  for (int64_t rows : {0, 1, 7, 31}) {
+    KvCache cache = model_->model->make_cache(32);
+    Tensor out = model_->model->forward(std::span<const int32_t>(row.data(), 31), 0, cache, rows);
+    ASSERT_EQ(out.dim(0), rows);
+    ASSERT_EQ(out.dim(1), vocab);
+    std::vector<float> got(static_cast<size_t>(rows * vocab));
+    model_->backend.download(out, got);
+    double max_diff = 0.0;
+    for (int64_t i = 0; i < rows * vocab; ++i)
+      max_diff = std::max(max_diff, static_cast<double>(std::abs(
+                                        got[static_cast<size_t>(i)] - full[static_cast<size_t>((31 - rows) * vocab + i)])));
+    EXPECT_LE(max_diff, 1e-4) << rows << " rows";
+    std::vector<float> next(static_cast<size_t>(vocab));
+    model_->backend.download(model_->model->forward(std::span<const int32_t>(row.data() + 31, 1), 31, cache), next);
+    double next_diff = 0.0;
+    for (int64_t v = 0; v < vocab; ++v)
+      next_diff = std::max(next_diff, static_cast<double>(std::abs(next[static_cast<size_t>(v)] -
+                                                                   full[static_cast<size_t>(31 * vocab + v)])));
+    EXPECT_LE(next_diff, 1e-4) << rows << " rows, then one decode step";
+  }
+}
+
 TEST(Tokenizer, MatchesSentencePieceReference) {
   ASSETS_OR_SKIP(kMhaReference);
   ASSETS_OR_SKIP(kTokenizer);
