@@ -3,7 +3,7 @@
 #   bash scripts/run-demo.sh [extra `divprune run` options, e.g. --set sample.count=24]
 # Installs the dependencies, builds divprune (Release) in build/ and runs the embedded default configuration,
 # configs/demo.yaml: baseline -> sensitivity sweep -> 48 random plans -> XGBoost predictor -> 3 search rounds on
-# tiny-llama2-trained (../shared/assets), about 3 minutes on 2 cores. Tables on stdout, progress on stderr, the
+# tiny-llama2-trained (../shared/assets), about 2 minutes on 2 cores. Tables on stdout, progress on stderr, the
 # archive in runs/demo.h5 (a rerun resumes it; delete it to start over), plots in runs/demo-plots/.
 # DIVPRUNE_CUDA=OFF skips the CUDA backend (it is built by default when /usr/local/cuda is present).
 set -euo pipefail
