@@ -143,9 +143,7 @@ std::string why_not_openable(const std::filesystem::path& path, H5Mode mode) {
   return reason;
 }
 
-}  // namespace
 
-namespace {
 // Extends `path` by `bytes` of allocated blocks past its end (posix_fallocate) before HDF5 opens it: HDF5 then
 // writes the transaction's data and metadata into blocks the file system has already granted, and truncates the
 // file back to its end of allocated space on close. A disk too full for the transaction fails here, before HDF5

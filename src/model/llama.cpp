@@ -81,9 +81,9 @@ Tensor LlamaModel::forward(std::span<const int32_t> ids, int64_t pos0, KvCache& 
     };
     // x += a row-parallel projection of `in` (o or down): partial products summed over the tp group, or the
     // calibration pass's replacement (see set_row_parallel).
-    auto add_row_parallel = [&](int64_t layer_index, LinearInput which, const Tensor& in, const Tensor& w) {
+    auto add_row_parallel = [&](LinearInput which, const Tensor& in, const Tensor& w) {
       if (row_parallel_) {
-        backend_.add(x, row_parallel_(layer_index, which, in));
+        backend_.add(x, row_parallel_(l, which, in));
         return;
       }
       backend_.matmul(in, w, proj);
@@ -107,7 +107,7 @@ Tensor LlamaModel::forward(std::span<const int32_t> ids, int64_t pos0, KvCache& 
     backend_.attention(q, cache.k[l], cache.v[l], pos0, attn);
     Tensor attn_flat = attn.reshaped({n, H * D});
     if (observer_) observer_(l, LinearInput::AttnOut, attn_flat);
-    add_row_parallel(l, LinearInput::AttnOut, attn_flat, layer.linear.o);  // o_proj
+    add_row_parallel(LinearInput::AttnOut, attn_flat, layer.linear.o);  // o_proj
     // feed-forward block: x += down(silu(gate(norm(x))) * up(norm(x)))
     backend_.rmsnorm(x, layer.ffn_norm, config_.rms_norm_eps, norm);
     if (observer_) observer_(l, LinearInput::Mlp, norm);
@@ -115,7 +115,7 @@ Tensor LlamaModel::forward(std::span<const int32_t> ids, int64_t pos0, KvCache& 
     linear(Component::Up, norm, layer.linear.up, up);
     backend_.swiglu(gate, up, act);
     if (observer_) observer_(l, LinearInput::MlpAct, act);
-    add_row_parallel(l, LinearInput::MlpAct, act, layer.linear.down);  // down_proj
+    add_row_parallel(LinearInput::MlpAct, act, layer.linear.down);  // down_proj
   }
   Tensor logits = ws_.logits.rows(0, logit_rows);  // (logit_rows, V_local) fp32
   if (logit_rows == 0) return logits;

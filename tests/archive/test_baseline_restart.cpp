@@ -15,6 +15,7 @@
 
 #include "archive/archive.hpp"
 #include "archive/h5.hpp"
+#include "tests/archive/archive_test_util.hpp"
 #include "core/errors.hpp"
 
 namespace divprune {
@@ -24,12 +25,7 @@ namespace fs = std::filesystem;
 
 constexpr int64_t kVocab = 2000, kChunks = 8, kCtx = 64;
 
-fs::path temp_archive(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("divprune-baseline-restart-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  fs::remove(dir / name);
-  return dir / name;
-}
+fs::path temp_archive(const std::string& name) { return test::fresh_temp_archive("baseline-restart", name); }
 
 // 8 chunks of 64 tokens (all keep full log-probs), 2 prompts x 4 tokens, 2 items x 2 choices.
 EvalSet eval_set() {

@@ -1,7 +1,6 @@
 // The /search and /sensitivity records: what a writer writes its reader reads back, and the groups, datasets and
 // attributes written are exactly those src/archive/SCHEMA.md documents (both directions).
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -11,6 +10,7 @@
 #include <string>
 
 #include "archive/h5.hpp"
+#include "tests/archive/archive_test_util.hpp"
 #include "archive/baselines_archive.hpp"
 #include "archive/heal_archive.hpp"
 #include "archive/heldout_archive.hpp"
@@ -23,12 +23,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path temp_archive(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("divprune-archive-records-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  fs::remove(dir / name);
-  return dir / name;
-}
+fs::path temp_archive(const std::string& name) { return test::fresh_temp_archive("archive-records", name); }
 
 SampleRecord sample_record() {
   return SampleRecord{{"a1", "a2", "a3"}, "u0", "a2", "mean_kl", 0.5, 0.05, 7};
