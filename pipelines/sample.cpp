@@ -47,10 +47,7 @@ void run_sample_stage(StageContext& ctx) {
     write_search_sample(ctx.archive, record);
     if (best && !uniform.empty())
       spdlog::info("sample: {} random plans at {}; {}: uniform {:.4f}, best random {:.4f} ({} [{}])", pairs.size(),
-                   s.budget.kind == BudgetKind::Sparsity
-                       ? fmt::format("sparsity {:.3f} ± {:.3f}", s.budget.sparsity, s.budget.tolerance)
-                       : budget_description(s.budget),
-                   s.objective.name, uniform[0].value, best->value, best->name, best->id);
+                   budget_description(s.budget), s.objective.name, uniform[0].value, best->value, best->name, best->id);
   });
 }
 

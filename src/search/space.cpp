@@ -136,8 +136,6 @@ void PlanSampler::draw_component(CompressionPlan& plan, int64_t layer, Component
 }
 
 CompressionPlan PlanSampler::sample(std::mt19937_64& rng) const {
-  // Where the target sits among the levels: plans are drawn around it, so few are redrawn.
-  const double nearest = center_;
   std::uniform_real_distribution<double> spread(-2.0, 2.0);
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
     CompressionPlan plan = CompressionPlan::identity(config_.num_layers);
@@ -148,7 +146,8 @@ CompressionPlan PlanSampler::sample(std::mt19937_64& rng) const {
     std::shuffle(removable.begin(), removable.end(), rng);
     for (int64_t i = 0; i < drops && i < static_cast<int64_t>(removable.size()); ++i)
       plan.layers[static_cast<size_t>(removable[static_cast<size_t>(i)])].removed = true;
-    const double center = nearest + spread(rng);
+    // Around where the target sits among the levels (center_), so few plans are redrawn.
+    const double center = center_ + spread(rng);
     for (int64_t l = 0; l < config_.num_layers; ++l) {
       if (plan.layers[static_cast<size_t>(l)].removed) continue;
       for (Component c : space_.components) draw_component(plan, l, c, center, rng);
